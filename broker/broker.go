@@ -1,0 +1,623 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Broker is the signaling core: rooms, sessions and routing. Transports hand
+// it what peers send and take from it what peers receive. It is safe for
+// concurrent use; create it with New and end it with Close.
+type Broker struct {
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+	bp   Backplane
+
+	mu       sync.RWMutex
+	rooms    map[string]*room
+	sessions map[string]*Session // by secret
+	count    int                 // live sessions on this node
+
+	closing     atomic.Bool
+	unsubscribe func()
+}
+
+// room holds the sessions of one room on this node, and the messages waiting
+// for peers who are not in it (the offline hold).
+type room struct {
+	id      string
+	mu      sync.RWMutex
+	peers   map[string]*Session
+	held    map[string][]*held
+	deleted bool // removed from the broker; a joiner must look again
+}
+
+// held is a message waiting, within the offline hold, for its receiver.
+type held struct {
+	f      frame
+	sender *Session
+	ref    string
+	timer  *time.Timer
+}
+
+// JoinRequest is what a peer asks for when it joins (the join envelope).
+type JoinRequest struct {
+	Room      string
+	Peer      string // empty: the broker picks one
+	Token     string
+	Meta      json.RawMessage // a JSON object of at most 1 KiB, or nil
+	Resume    *Resume         // resume this session instead of starting one
+	Transport string          // name of the transport carrying the session
+	Linger    time.Duration   // how long the session outlives its connection; 0: the resume window
+}
+
+// Resume names the session a join resumes and the last seq its peer has.
+type Resume struct {
+	Session string `json:"session"`
+	LastSeq uint64 `json:"last_seq"`
+}
+
+// Joined is the broker's answer to a join.
+type Joined struct {
+	Session *Session
+	Welcome []byte // the welcome envelope's JSON (seq 1 on a new session, none on a resumed one)
+	After   uint64 // the seq the peer already has: write what Pending(After) gives, after Welcome
+	Resumed bool
+}
+
+type joinPayload struct {
+	Peer   string          `json:"peer"`
+	Token  string          `json:"token"`
+	Resume *Resume         `json:"resume"`
+	Meta   json.RawMessage `json:"meta"`
+}
+
+// ParseJoin reads a join envelope into a JoinRequest for transport.
+func ParseJoin(env *Envelope, transport string) (JoinRequest, error) {
+	if env.Type != TypeJoin {
+		return JoinRequest{}, &Error{Code: CodeBadRequest, Message: "the first envelope must be a join", Ref: env.ID}
+	}
+	var p joinPayload
+	if len(env.Payload) > 0 && string(env.Payload) != "null" {
+		if err := json.Unmarshal(env.Payload, &p); err != nil {
+			return JoinRequest{}, &Error{Code: CodeBadRequest, Message: "join payload must be an object of peer, token, resume and meta", Ref: env.ID}
+		}
+	}
+	return JoinRequest{Room: env.Room, Peer: p.Peer, Token: p.Token, Meta: p.Meta, Resume: p.Resume, Transport: transport}, nil
+}
+
+// New returns a broker with opts; it subscribes to the backplane at once.
+func New(opts Options) *Broker {
+	opts.init()
+	b := &Broker{
+		opts:     opts,
+		log:      opts.Logger,
+		rooms:    make(map[string]*room),
+		sessions: make(map[string]*Session),
+		bp:       opts.Backplane,
+	}
+	if b.bp == nil {
+		b.bp = &MemoryBackplane{}
+	}
+	b.m = newMetrics(opts.Registerer, b)
+	b.unsubscribe = b.bp.Subscribe(opts.NodeID, b.remote)
+	if len(opts.TokenSecret) == 0 {
+		b.log.Warn("NO TOKEN SECRET IS SET: anyone can join any room as any peer. Set token_secret (SWITCHBOARD_TOKEN_SECRET) in production.")
+	}
+	return b
+}
+
+// Options returns the broker's options, defaults applied.
+func (b *Broker) Options() Options { return b.opts }
+
+// Logger returns the broker's logger.
+func (b *Broker) Logger() *slog.Logger { return b.log }
+
+// Sessions returns the number of live sessions on this node.
+func (b *Broker) Sessions() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.count
+}
+
+// Session finds a session by its secret: a live one, or one that ended
+// lately (see Session.Closed), whose last messages may still be fetched.
+func (b *Broker) Session(id string) (*Session, bool) {
+	b.mu.RLock()
+	s, ok := b.sessions[id]
+	b.mu.RUnlock()
+	return s, ok
+}
+
+// Join admits a peer to a room, or resumes its session. Refusals are *Error
+// values with the protocol's codes.
+func (b *Broker) Join(ctx context.Context, req JoinRequest) (*Joined, error) {
+	if b.closing.Load() {
+		return nil, Errorf(CodeInternal, "the broker is shutting down")
+	}
+	if !ValidID(req.Room) {
+		return nil, Errorf(CodeBadRequest, "room must be 1 to 64 of A-Z a-z 0-9 . _ -")
+	}
+	if req.Peer != "" && !ValidID(req.Peer) {
+		return nil, Errorf(CodeBadRequest, "peer must be 1 to 64 of A-Z a-z 0-9 . _ -")
+	}
+	tokenPeer, err := checkToken(b.opts.TokenSecret, req.Token, req.Room, req.Peer)
+	if err != nil {
+		return nil, err
+	}
+	if req.Peer == "" {
+		req.Peer = tokenPeer
+	}
+	if req.Linger <= 0 {
+		req.Linger = b.opts.ResumeWindow
+	}
+	if req.Resume != nil {
+		return b.resume(req)
+	}
+	if len(req.Meta) > MaxMetaLength {
+		return nil, Errorf(CodeBadRequest, "meta is larger than %d bytes", MaxMetaLength)
+	}
+	if len(req.Meta) > 0 && (req.Meta[0] != '{' && string(req.Meta) != "null") {
+		return nil, Errorf(CodeBadRequest, "meta must be a JSON object")
+	}
+	if string(req.Meta) == "null" {
+		req.Meta = nil
+	}
+	randomPeer := req.Peer == ""
+	if randomPeer {
+		req.Peer = "peer-" + randomID(5)
+	}
+
+	b.mu.Lock()
+	if b.count >= b.opts.MaxSessions {
+		b.mu.Unlock()
+		return nil, Errorf(CodeRateLimited, "this node holds its most sessions (%d); try again later", b.opts.MaxSessions)
+	}
+	b.count++
+	b.mu.Unlock()
+	joined, err := b.admit(ctx, req)
+	if err != nil {
+		b.mu.Lock()
+		b.count--
+		b.mu.Unlock()
+		return nil, err
+	}
+	return joined, nil
+}
+
+// admit creates the session of a new join in its room.
+func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
+	s := &Session{
+		b:         b,
+		id:        randomID(16),
+		peer:      req.Peer,
+		transport: req.Transport,
+		meta:      req.Meta,
+		linger:    req.Linger,
+		limiter:   newBucket(b.opts.Rate, b.opts.Burst),
+		mb:        mailbox{maxMsgs: b.opts.MailboxMessages, maxSize: b.opts.MailboxBytes},
+	}
+	r := b.lockRoom(req.Room, true)
+	defer r.mu.Unlock()
+	s.room = r
+	s.log = b.log.With("session", s, "transport", req.Transport)
+	members, err := b.bp.Members(ctx, req.Room)
+	if err != nil {
+		b.dropRoomIfEmptyLocked(r)
+		return nil, err
+	}
+	if len(members) >= b.opts.MaxPeersPerRoom {
+		b.dropRoomIfEmptyLocked(r)
+		return nil, Errorf(CodeRoomFull, "room %s is full (%d peers)", req.Room, b.opts.MaxPeersPerRoom)
+	}
+	me := Member{Peer: s.peer, Meta: s.meta, Session: s.id, Node: b.opts.NodeID}
+	if err := b.bp.Claim(ctx, req.Room, me); err != nil {
+		b.dropRoomIfEmptyLocked(r)
+		return nil, err
+	}
+	welcome := newFrame(b.welcome(s, members, false))
+	_ = s.enqueue(welcome)
+	// Until a connection attaches, the session waits as a dropped one does.
+	s.timer = time.AfterFunc(s.linger, func() { s.Close(ReasonTimeout) })
+	for _, other := range r.peers {
+		_ = other.enqueue(newFrame(peerJoined(r.id, s.peer, s.meta)))
+	}
+	r.peers[s.peer] = s
+	b.flushHeldLocked(r, s.peer)
+	b.mu.Lock()
+	b.sessions[s.id] = s
+	b.mu.Unlock()
+	_ = b.bp.Publish(ctx, Event{Kind: EventJoined, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Meta: s.meta})
+	b.m.sessionOpened(s.transport)
+	s.log.Info("peer joined")
+	return &Joined{Session: s, Welcome: welcome.withSeq(1), After: 1}, nil
+}
+
+// resume hands an existing session to a new connection.
+func (b *Broker) resume(req JoinRequest) (*Joined, error) {
+	s, ok := b.Session(req.Resume.Session)
+	if !ok || s.Closed() || s.room.id != req.Room || (req.Peer != "" && req.Peer != s.peer) {
+		return nil, Errorf(CodeSessionExpired, "no session to resume in room %s: start a new one", req.Room)
+	}
+	s.mu.Lock()
+	if req.Resume.LastSeq > s.mb.last {
+		s.mu.Unlock()
+		return nil, Errorf(CodeBadRequest, "last_seq %d was never sent", req.Resume.LastSeq)
+	}
+	if req.Resume.LastSeq < s.mb.dropped {
+		s.mu.Unlock()
+		s.Close(ReasonTimeout)
+		return nil, Errorf(CodeSessionExpired, "messages after seq %d were forgotten: start a new session", req.Resume.LastSeq)
+	}
+	s.mb.ack(req.Resume.LastSeq)
+	previous := s.transport
+	s.transport = req.Transport
+	s.linger = req.Linger
+	s.mu.Unlock()
+	if previous != req.Transport {
+		b.m.sessionClosed(previous)
+		b.m.sessionOpened(req.Transport)
+	}
+	members, err := b.bp.Members(context.Background(), s.room.id)
+	if err != nil {
+		return nil, err
+	}
+	welcome := b.welcome(s, members, true)
+	s.log.Info("session resumed", "last_seq", req.Resume.LastSeq)
+	return &Joined{Session: s, Welcome: welcome.Encode(), After: req.Resume.LastSeq, Resumed: true}, nil
+}
+
+type peerInfo struct {
+	Peer string          `json:"peer"`
+	Meta json.RawMessage `json:"meta,omitempty"`
+}
+
+func (b *Broker) welcome(s *Session, members []Member, resumed bool) *Envelope {
+	peers := make([]peerInfo, 0, len(members))
+	for _, m := range members {
+		if m.Peer != s.peer {
+			peers = append(peers, peerInfo{m.Peer, m.Meta})
+		}
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Peer < peers[j].Peer })
+	payload, _ := json.Marshal(struct {
+		Peer    string     `json:"peer"`
+		Session string     `json:"session"`
+		Peers   []peerInfo `json:"peers"`
+		Resumed bool       `json:"resumed"`
+	}{s.peer, s.id, peers, resumed})
+	return &Envelope{Type: TypeWelcome, Room: s.room.id, Payload: payload}
+}
+
+func peerJoined(room, peer string, meta json.RawMessage) *Envelope {
+	payload, _ := json.Marshal(peerInfo{peer, meta})
+	return &Envelope{Type: TypePeerJoined, Room: room, Payload: payload}
+}
+
+func peerLeft(room, peer, reason string) *Envelope {
+	payload, _ := json.Marshal(struct {
+		Peer   string `json:"peer"`
+		Reason string `json:"reason"`
+	}{peer, reason})
+	return &Envelope{Type: TypePeerLeft, Room: room, Payload: payload}
+}
+
+// lockRoom returns room id locked for writing, creating it if create is set;
+// nil if it does not exist.
+func (b *Broker) lockRoom(id string, create bool) *room {
+	for {
+		b.mu.RLock()
+		r := b.rooms[id]
+		b.mu.RUnlock()
+		if r == nil {
+			if !create {
+				return nil
+			}
+			b.mu.Lock()
+			if r = b.rooms[id]; r == nil {
+				r = &room{id: id, peers: make(map[string]*Session), held: make(map[string][]*held)}
+				b.rooms[id] = r
+			}
+			b.mu.Unlock()
+		}
+		r.mu.Lock()
+		if !r.deleted {
+			return r
+		}
+		r.mu.Unlock()
+	}
+}
+
+// dropRoomIfEmptyLocked removes r from the broker when nothing is in it.
+func (b *Broker) dropRoomIfEmptyLocked(r *room) {
+	if len(r.peers) > 0 || len(r.held) > 0 {
+		return
+	}
+	r.deleted = true
+	b.mu.Lock()
+	if b.rooms[r.id] == r {
+		delete(b.rooms, r.id)
+	}
+	b.mu.Unlock()
+}
+
+// leave takes an ended session out of its room and tells the others.
+func (b *Broker) leave(s *Session, reason string) {
+	r := s.room
+	r.mu.Lock()
+	if r.peers[s.peer] == s {
+		delete(r.peers, s.peer)
+		for _, other := range r.peers {
+			_ = other.enqueue(newFrame(peerLeft(r.id, s.peer, reason)))
+		}
+	}
+	b.dropRoomIfEmptyLocked(r)
+	r.mu.Unlock()
+	ctx := context.Background()
+	if err := b.bp.Release(ctx, r.id, Member{Peer: s.peer, Session: s.id, Node: b.opts.NodeID}); err != nil {
+		s.log.Error("releasing peer id", "error", err)
+	}
+	_ = b.bp.Publish(ctx, Event{Kind: EventLeft, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Reason: reason})
+	b.mu.Lock()
+	b.count--
+	b.mu.Unlock()
+	// A closed session answers resumes with session-expired for a while, then is forgotten.
+	time.AfterFunc(b.opts.ResumeWindow, func() {
+		b.mu.Lock()
+		delete(b.sessions, s.id)
+		b.mu.Unlock()
+	})
+	b.m.sessionClosed(s.Transport())
+}
+
+// HandleRaw decodes one envelope that the session's peer sent and handles
+// it; a refusal goes to the peer as an error in its stream and is returned.
+func (s *Session) HandleRaw(ctx context.Context, data []byte) error {
+	env, err := Decode(data, s.b.opts.MaxEnvelope)
+	if err != nil {
+		s.Refuse("", err)
+		return err
+	}
+	return s.Handle(ctx, env)
+}
+
+// Handle acts on one envelope that the session's peer sent: relays it, or
+// answers it. A refusal goes to the peer as an error in its stream and is
+// returned. It returns ErrSessionClosed once the session has ended.
+func (s *Session) Handle(ctx context.Context, env *Envelope) error {
+	b := s.b
+	if b.opts.LogEnvelopes {
+		s.log.Debug("envelope in", "type", env.Type, "to", env.To, "id", env.ID, "bytes", len(env.Payload))
+	}
+	now := time.Now()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrSessionClosed
+	}
+	allowed := s.limiter.allow(now)
+	dup := allowed && env.ID != "" && s.seenLocked(env.ID, now)
+	s.mu.Unlock()
+	if !allowed {
+		err := &Error{Code: CodeRateLimited, Message: "too many envelopes: slow down", Ref: env.ID}
+		s.Refuse(env.Type, err)
+		return err
+	}
+	if dup {
+		return nil
+	}
+	var err error
+	switch env.Type {
+	case TypeJoin:
+		err = Errorf(CodeBadRequest, "this session has joined already")
+	case TypeAck:
+		var p struct {
+			Seq *uint64 `json:"seq"`
+		}
+		if json.Unmarshal(env.Payload, &p) != nil || p.Seq == nil {
+			err = Errorf(CodeBadRequest, `ack needs a payload {"seq": N}`)
+		} else {
+			err = s.Ack(*p.Seq)
+		}
+	case TypePing:
+		pong := &Envelope{Type: TypePong, Payload: env.Payload}
+		s.sendDirect(pong.Encode())
+	case TypeLeave:
+		s.Close(ReasonLeave)
+	default:
+		err = b.route(ctx, s, env)
+	}
+	if err != nil {
+		e := AsError(err)
+		if e.Ref == "" && env.ID != "" {
+			e = &Error{Code: e.Code, Message: e.Message, Ref: env.ID}
+		}
+		s.Refuse(env.Type, e)
+		return e
+	}
+	return nil
+}
+
+// seenLocked records id and reports whether it was seen within the dedup window.
+func (s *Session) seenLocked(id string, now time.Time) bool {
+	window := s.b.opts.DedupWindow
+	if t, ok := s.seen[id]; ok && now.Sub(t) < window {
+		return true
+	}
+	if s.seen == nil {
+		s.seen = make(map[string]time.Time)
+	}
+	if len(s.seen) >= 256 && now.Sub(s.swept) > window/4 {
+		for k, t := range s.seen {
+			if now.Sub(t) >= window {
+				delete(s.seen, k)
+			}
+		}
+		s.swept = now
+	}
+	s.seen[id] = now
+	return false
+}
+
+// route relays a peer's envelope to its receiver, or to the room.
+func (b *Broker) route(ctx context.Context, s *Session, env *Envelope) error {
+	r := s.room
+	env.Room, env.From = r.id, s.peer
+	f := newFrame(env)
+	b.m.relayed(env.Type)
+	if env.To == "" {
+		r.mu.RLock()
+		for _, other := range r.peers {
+			if other != s {
+				_ = other.enqueue(f)
+			}
+		}
+		r.mu.RUnlock()
+		return b.bp.Publish(ctx, Event{Kind: EventRelay, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Type: f.typ, Body: f.body})
+	}
+	if env.To == s.peer {
+		return Errorf(CodeBadRequest, "a peer cannot send to itself")
+	}
+	r.mu.RLock()
+	t := r.peers[env.To]
+	if t != nil && t.enqueue(f) == nil {
+		r.mu.RUnlock()
+		return nil
+	}
+	r.mu.RUnlock()
+	members, err := b.bp.Members(ctx, r.id)
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		if m.Peer == env.To && m.Node != b.opts.NodeID {
+			return b.bp.Publish(ctx, Event{Kind: EventRelay, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, To: env.To, Type: f.typ, Body: f.body})
+		}
+	}
+	b.hold(r, env.To, f, s, env.ID)
+	return nil
+}
+
+// hold keeps f for peer to, who is not in room r, for the offline hold.
+func (b *Broker) hold(r *room, to string, f frame, sender *Session, ref string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t := r.peers[to]; t != nil && t.enqueue(f) == nil {
+		return // it joined meanwhile
+	}
+	h := &held{f: f, sender: sender, ref: ref}
+	r.held[to] = append(r.held[to], h)
+	h.timer = time.AfterFunc(b.opts.OfflineHold, func() { b.expire(r, to, h) })
+}
+
+// expire ends h's wait: its sender is told peer-unavailable.
+func (b *Broker) expire(r *room, to string, h *held) {
+	r.mu.Lock()
+	q := r.held[to]
+	found := false
+	for i, x := range q {
+		if x == h {
+			q = append(q[:i:i], q[i+1:]...)
+			found = true
+			break
+		}
+	}
+	if len(q) == 0 {
+		delete(r.held, to)
+	} else {
+		r.held[to] = q
+	}
+	b.dropRoomIfEmptyLocked(r)
+	r.mu.Unlock()
+	if found && h.sender != nil {
+		h.sender.Refuse(h.f.typ, &Error{Code: CodePeerUnavailable, Message: "peer " + to + " is not in room " + r.id, Ref: h.ref})
+	}
+}
+
+// flushHeldLocked delivers what waited for peer, who just joined, on this
+// node or another.
+func (b *Broker) flushHeldLocked(r *room, peer string) {
+	q := r.held[peer]
+	if len(q) == 0 {
+		return
+	}
+	delete(r.held, peer)
+	t := r.peers[peer]
+	for _, h := range q {
+		h.timer.Stop()
+		if t != nil {
+			_ = t.enqueue(h.f)
+		} else {
+			_ = b.bp.Publish(context.Background(), Event{Kind: EventRelay, Node: b.opts.NodeID, Room: r.id, To: peer, Type: h.f.typ, Body: h.f.body})
+		}
+	}
+}
+
+// remote acts on an event from another node.
+func (b *Broker) remote(ev Event) {
+	r := b.lockRoom(ev.Room, false)
+	if r == nil {
+		return
+	}
+	defer r.mu.Unlock()
+	switch ev.Kind {
+	case EventRelay:
+		f := frame{typ: ev.Type, body: ev.Body}
+		if ev.To != "" {
+			if t := r.peers[ev.To]; t != nil {
+				_ = t.enqueue(f)
+			}
+			return
+		}
+		for _, s := range r.peers {
+			if s.peer != ev.Peer {
+				_ = s.enqueue(f)
+			}
+		}
+	case EventJoined:
+		for _, s := range r.peers {
+			_ = s.enqueue(newFrame(peerJoined(r.id, ev.Peer, ev.Meta)))
+		}
+		b.flushHeldLocked(r, ev.Peer)
+	case EventLeft:
+		for _, s := range r.peers {
+			_ = s.enqueue(newFrame(peerLeft(r.id, ev.Peer, ev.Reason)))
+		}
+	}
+	b.dropRoomIfEmptyLocked(r)
+}
+
+// Drain stops admitting joins: from now on Join answers that the broker is
+// shutting down. Sessions go on until Close.
+func (b *Broker) Drain() { b.closing.Store(true) }
+
+// Close stops admitting joins and ends every session on this node with
+// reason; the others in their rooms see peer-left.
+func (b *Broker) Close(reason string) {
+	b.closing.Store(true)
+	b.mu.RLock()
+	all := make([]*Session, 0, len(b.sessions))
+	for _, s := range b.sessions {
+		all = append(all, s)
+	}
+	b.mu.RUnlock()
+	for _, s := range all {
+		s.Close(reason)
+	}
+	b.unsubscribe()
+}
+
+// randomID returns n random bytes, hex-encoded.
+func randomID(n int) string {
+	buf := make([]byte, n)
+	_, _ = rand.Read(buf)
+	return hex.EncodeToString(buf)
+}

@@ -1,0 +1,288 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Reasons a session ends, as other peers see them in peer-left.
+const (
+	ReasonLeave   = "leave"
+	ReasonTimeout = "timeout"
+	ReasonKicked  = "kicked"
+)
+
+// maxBatch is the most frames one Pending call hands out.
+const maxBatch = 256
+
+// Session is one peer's membership of a room: its identity, its mailbox and
+// the connection currently carrying it. A session outlives its connections:
+// when one drops, the session waits out its resume window for the next.
+// Session is safe for concurrent use.
+type Session struct {
+	b         *Broker
+	id        string // the secret: resume credential and long-poll address
+	peer      string
+	room      *room
+	transport string
+	meta      json.RawMessage
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	mb      mailbox
+	direct  [][]byte // frames without seq (pong), not kept for resume
+	notify  chan struct{}
+	closed  bool
+	conn    *Attachment
+	linger  time.Duration
+	timer   *time.Timer
+	limiter bucket
+	seen    map[string]time.Time // envelope ids, for dropping retries
+	swept   time.Time
+}
+
+// Attachment is one live connection's hold on a session. A newer connection
+// of the same session supersedes it: Gone closes.
+type Attachment struct {
+	s    *Session
+	gone chan struct{}
+	done bool // guarded by s.mu
+}
+
+// Peer is the session's peer id.
+func (s *Session) Peer() string { return s.peer }
+
+// Room is the session's room id.
+func (s *Session) Room() string { return s.room.id }
+
+// ID is the session secret. It is a credential: never log it.
+func (s *Session) ID() string { return s.id }
+
+// Transport is the name of the transport that last carried the session.
+func (s *Session) Transport() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.transport
+}
+
+// LogValue keeps the secret out of logs: only a prefix is shown.
+func (s *Session) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("room", s.room.id), slog.String("peer", s.peer),
+		slog.String("session", s.id[:6]))
+}
+
+// Attach marks a new live connection for the session and supersedes the
+// previous one. The caller must Detach it when the connection ends.
+func (s *Session) Attach() *Attachment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.releaseConnLocked()
+	a := &Attachment{s: s, gone: make(chan struct{})}
+	if s.closed {
+		a.done = true
+		close(a.gone)
+		return a
+	}
+	s.conn = a
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	return a
+}
+
+// Gone is closed when the attachment is superseded or the session ends.
+func (a *Attachment) Gone() <-chan struct{} { return a.gone }
+
+// Detach ends the attachment. If it was the session's live connection, the
+// session waits out its resume window for another, then ends with timeout.
+func (a *Attachment) Detach() {
+	s := a.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != a {
+		return
+	}
+	s.releaseConnLocked()
+	if !s.closed {
+		s.timer = time.AfterFunc(s.linger, func() { s.Close(ReasonTimeout) })
+	}
+}
+
+func (s *Session) releaseConnLocked() {
+	if a := s.conn; a != nil && !a.done {
+		a.done = true
+		close(a.gone)
+	}
+	s.conn = nil
+}
+
+// Pending returns the frames to write after seq after: seqless frames first,
+// then mailbox entries with seq > after, up to a batch, marking them written.
+// When there are none it returns a channel that is closed when there may be.
+// It fails with an *Error of CodeSessionExpired when after reaches back past
+// what the mailbox forgot, and with ErrSessionClosed once the session has
+// ended and everything is handed out.
+func (s *Session) Pending(after uint64) (frames [][]byte, last uint64, wait <-chan struct{}, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last = after
+	frames = append(frames, s.direct...)
+	s.direct = nil
+	es, ok := s.mb.after(after, maxBatch)
+	if !ok {
+		return nil, after, nil, Errorf(CodeSessionExpired, "messages after seq %d were forgotten", after)
+	}
+	if len(es) > 0 {
+		now := time.Now()
+		for _, e := range es {
+			frames = append(frames, e.data)
+			s.b.m.delivered(e.typ, now.Sub(e.at))
+		}
+		last = es[len(es)-1].seq
+	}
+	if len(frames) > 0 {
+		return frames, last, nil, nil
+	}
+	if s.closed {
+		return nil, after, nil, ErrSessionClosed
+	}
+	if s.notify == nil {
+		s.notify = make(chan struct{})
+	}
+	return nil, after, s.notify, nil
+}
+
+// Receive waits until there are frames after seq after, then returns them as
+// Pending does; it returns early with no frames when ctx ends.
+func (s *Session) Receive(ctx context.Context, after uint64) ([][]byte, uint64, error) {
+	for {
+		frames, last, wait, err := s.Pending(after)
+		if err != nil || wait == nil {
+			return frames, last, err
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, after, nil
+		}
+	}
+}
+
+// Ack forgets everything up to seq: the peer has processed it.
+func (s *Session) Ack(seq uint64) error {
+	s.mu.Lock()
+	before := s.mb.depth()
+	ok := s.mb.ack(seq)
+	delta := s.mb.depth() - before
+	s.mu.Unlock()
+	s.b.m.queued(delta)
+	if !ok {
+		return Errorf(CodeBadRequest, "ack of seq %d, which was never sent", seq)
+	}
+	return nil
+}
+
+// LastSeq is the last seq given to a message for this session.
+func (s *Session) LastSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mb.last
+}
+
+// Closed reports whether the session has ended.
+func (s *Session) Closed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// wakeLocked wakes whoever waits on Pending.
+func (s *Session) wakeLocked() {
+	if s.notify != nil {
+		close(s.notify)
+		s.notify = nil
+	}
+}
+
+// enqueue gives f the session's next seq. It returns ErrSessionClosed when the
+// session has ended; when the session stopped taking its messages, it ends it
+// with slow-consumer, in the background, since the caller may hold room locks.
+func (s *Session) enqueue(f frame) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrSessionClosed
+	}
+	before := s.mb.depth()
+	_, ok := s.mb.push(f, time.Now())
+	delta := s.mb.depth() - before
+	s.wakeLocked()
+	s.mu.Unlock()
+	s.b.m.queued(delta)
+	if !ok {
+		go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d waited", s.b.opts.MailboxMessages), ReasonTimeout)
+	}
+	return nil
+}
+
+// sendDirect queues a frame that carries no seq.
+func (s *Session) sendDirect(data []byte) {
+	s.mu.Lock()
+	if !s.closed {
+		s.direct = append(s.direct, data)
+		s.wakeLocked()
+	}
+	s.mu.Unlock()
+}
+
+// Refuse tells the peer that something it sent was refused, as an error
+// envelope in its stream, and logs it. typ is the refused envelope's type, if known.
+func (s *Session) Refuse(typ string, err error) {
+	e := AsError(err)
+	s.b.m.refused(typ, e.Code)
+	level := slog.LevelInfo
+	if e.Code == CodeInternal {
+		level = slog.LevelError
+	}
+	s.log.Log(context.Background(), level, "envelope refused", "type", typ, "code", e.Code, "error", err)
+	_ = s.enqueue(newFrame(errorEnvelope(e)))
+}
+
+// Close ends the session for reason (ReasonLeave, ReasonTimeout or
+// ReasonKicked): the others in the room see peer-left. Closing twice is harmless.
+func (s *Session) Close(reason string) { s.end(nil, reason) }
+
+// end closes the session; lastWord, if not nil, is the final error the peer is told.
+func (s *Session) end(lastWord *Error, reason string) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	depth := s.mb.depth()
+	if lastWord != nil {
+		s.mb.pushUnbounded(newFrame(errorEnvelope(lastWord)), time.Now())
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.wakeLocked()
+	s.mu.Unlock()
+	s.b.m.queued(-depth)
+	if lastWord != nil {
+		s.log.Warn("session ended", "code", lastWord.Code, "reason", reason)
+	} else {
+		s.log.Info("session ended", "reason", reason)
+	}
+	s.b.leave(s, reason)
+}
+
+// Logger returns the session's logger, which names its room, peer, session
+// prefix and transport.
+func (s *Session) Logger() *slog.Logger { return s.log }

@@ -1,0 +1,169 @@
+// Package httpserver is the HTTP front of a Switchboard node: one chi router
+// that the HTTP transports (WebSocket, long-polling, or a custom adapter)
+// mount their routes on, beside /healthz, /readyz, /metrics, the browser
+// client at /client/ and the demo page at /.
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard-rtc/switchboard/broker"
+)
+
+// Server timeouts. Long-poll GETs wait up to 55 s, so writes may take longer.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 30 * time.Second
+	WriteTimeout      = 75 * time.Second
+	IdleTimeout       = 120 * time.Second
+	MaxHeaderBytes    = 64 << 10
+)
+
+// Mounter is an HTTP transport: it adds its routes to the shared router.
+type Mounter interface {
+	Mount(r chi.Router, b *broker.Broker)
+}
+
+// Options configures a Server. The zero value of every field means its default.
+type Options struct {
+	// Addr is the address to listen on. Default: ":8080".
+	Addr string
+	// Files holds the browser client (switchboard.js, switchboard.d.ts) and
+	// the demo page (demo/index.html and its assets). Default: none served.
+	Files fs.FS
+	// Gatherer is what /metrics exports. Default: prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// Pprof serves net/http/pprof under /debug/pprof/. Default: off.
+	Pprof bool
+	// Ready reports whether the node can serve; /readyz answers 503 with its
+	// error otherwise. Default: ready while not shutting down.
+	Ready func() error
+}
+
+// Server serves a broker's HTTP transports and operations endpoints.
+type Server struct {
+	opts     Options
+	b        *broker.Broker
+	router   chi.Router
+	srv      *http.Server
+	shutting atomic.Bool
+}
+
+// New returns a server for b that mounts every transport in ts that is a Mounter.
+func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
+	if opts.Addr == "" {
+		opts.Addr = ":8080"
+	}
+	if opts.Gatherer == nil {
+		opts.Gatherer = prometheus.DefaultGatherer
+	}
+	s := &Server{opts: opts, b: b}
+	r := chi.NewRouter()
+	r.Use(recoverer(b.Logger()))
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	r.Get("/readyz", s.ready)
+	r.Handle("/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	if opts.Pprof {
+		r.HandleFunc("/debug/pprof/*", pprof.Index)
+		r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if opts.Files != nil {
+		files := http.FileServerFS(opts.Files)
+		r.Get("/client/*", http.StripPrefix("/client", files).ServeHTTP)
+		if demo, err := fs.Sub(opts.Files, "demo"); err == nil {
+			r.Get("/*", http.FileServerFS(demo).ServeHTTP)
+		}
+	}
+	for _, t := range ts {
+		if m, ok := t.(Mounter); ok {
+			m.Mount(r, b)
+		}
+	}
+	s.router = r
+	s.srv = &http.Server{
+		Addr:              opts.Addr,
+		Handler:           r,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(b.Logger().Handler(), slog.LevelDebug),
+	}
+	return s
+}
+
+// Handler returns the server's router, e.g. for httptest.
+func (s *Server) Handler() http.Handler { return s.router }
+
+func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
+	var err error
+	if s.shutting.Load() {
+		err = errors.New("shutting down")
+	} else if s.opts.Ready != nil {
+		err = s.opts.Ready()
+	}
+	if err != nil {
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ListenAndServe listens on Options.Addr and serves until Shutdown.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+// Shutdown stops accepting connections and waits, until ctx ends, for the
+// requests in flight. Upgraded WebSocket connections are the transport's to close.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutting.Store(true)
+	return s.srv.Shutdown(ctx)
+}
+
+// recoverer ends a panicking request with 500 and logs it; the server goes on.
+func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if p := recover(); p != nil {
+					if p == http.ErrAbortHandler {
+						panic(p)
+					}
+					log.Error("request panicked", "method", r.Method, "panic", p)
+					http.Error(w, "internal error", http.StatusInternalServerError)
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}

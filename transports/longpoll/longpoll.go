@@ -1,0 +1,309 @@
+// Package longpoll is Switchboard's HTTP long-polling transport
+// (docs/protocol.md, section 3, "HTTP long-polling"), for peers that cannot
+// hold a WebSocket open: a session is created by POST /v1/sessions and then
+// addressed by its secret; envelopes go up in POSTs and come down in GETs
+// that wait for them.
+package longpoll
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/transports/internal/origin"
+)
+
+// Name is the transport's registered name.
+const Name = "longpoll"
+
+// Defaults of the long-polling transport (docs/protocol.md, section 3).
+const (
+	DefaultWait        = 25 * time.Second
+	MaxWait            = 55 * time.Second
+	DefaultIdleTimeout = 60 * time.Second // a session nobody polls this long ends
+	bodyEnvelopes      = 16               // a POST body may hold this many largest envelopes
+)
+
+func init() {
+	broker.Register(Name, func(decode func(any) error) (broker.Transport, error) {
+		var o Options
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		return New(o), nil
+	})
+}
+
+// Options configures the transport. The zero value of every field means its default.
+type Options struct {
+	// AllowedOrigins lists the origins allowed by CORS; "*" allows any.
+	// Default: the same origin only.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// IdleTimeout ends a session that nobody polls for this long. Default: 60 s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// Transport serves peers over HTTP long-polling. Mount it, then Run it.
+type Transport struct {
+	opts Options
+	b    *broker.Broker
+	log  *slog.Logger
+
+	stopOnce sync.Once
+	stopped  chan struct{} // closed at shutdown: waiting GETs answer at once
+	polls    sync.WaitGroup
+}
+
+var _ broker.Transport = (*Transport)(nil)
+
+// New returns a long-polling transport with opts.
+func New(opts Options) *Transport {
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	return &Transport{opts: opts, stopped: make(chan struct{}), log: slog.Default()}
+}
+
+// Name implements broker.Transport.
+func (t *Transport) Name() string { return Name }
+
+// Mount adds the /v1/sessions routes to r, serving peers of b.
+func (t *Transport) Mount(r chi.Router, b *broker.Broker) {
+	t.b = b
+	t.log = b.Logger().With("transport", Name)
+	r.Route("/v1/sessions", func(r chi.Router) {
+		r.Use(origin.List(t.opts.AllowedOrigins).CORS)
+		r.Options("/*", func(http.ResponseWriter, *http.Request) {})
+		r.Options("/", func(http.ResponseWriter, *http.Request) {})
+		r.Post("/", t.create)
+		r.Post("/{session}/messages", t.post)
+		r.Get("/{session}/messages", t.poll)
+		r.Delete("/{session}", t.leave)
+	})
+}
+
+// Run implements broker.Transport: it waits for ctx to end, then answers every
+// waiting poll and waits for them.
+func (t *Transport) Run(ctx context.Context, _ *broker.Broker) error {
+	<-ctx.Done()
+	t.stopOnce.Do(func() { close(t.stopped) })
+	t.polls.Wait()
+	return nil
+}
+
+// refuse answers a request with an error envelope and the status its code maps to.
+func (t *Transport) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	e := broker.AsError(err)
+	level := slog.LevelInfo
+	if e.Code == broker.CodeInternal {
+		level = slog.LevelError
+	}
+	t.log.Log(r.Context(), level, "request refused", "method", r.Method, "route", chi.RouteContext(r.Context()).RoutePattern(), "code", e.Code, "error", err)
+	writeJSON(w, e.Code.HTTPStatus(), broker.ErrorFrame(e))
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// readBody reads at most limit bytes of the request body.
+func readBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, broker.Errorf(broker.CodeTooLarge, "body is larger than %d bytes", limit)
+	}
+	if err != nil {
+		return nil, broker.Errorf(broker.CodeBadRequest, "reading the body: %v", err)
+	}
+	return data, nil
+}
+
+// session finds the session a request addresses.
+func (t *Transport) session(r *http.Request) (*broker.Session, error) {
+	s, ok := t.b.Session(chi.URLParam(r, "session"))
+	if !ok {
+		return nil, broker.Errorf(broker.CodeSessionExpired, "no such session: it ended or never was")
+	}
+	return s, nil
+}
+
+// create answers POST /v1/sessions: a join.
+func (t *Transport) create(w http.ResponseWriter, r *http.Request) {
+	max := t.b.Options().MaxEnvelope
+	data, err := readBody(w, r, max)
+	if err != nil {
+		t.refuse(w, r, err)
+		return
+	}
+	env, err := broker.Decode(data, max)
+	if err != nil {
+		t.refuse(w, r, err)
+		return
+	}
+	req, err := broker.ParseJoin(env, Name)
+	if err != nil {
+		t.refuse(w, r, err)
+		return
+	}
+	req.Linger = t.opts.IdleTimeout
+	joined, err := t.b.Join(r.Context(), req)
+	if err != nil {
+		if pe := (*broker.Error)(nil); errors.As(err, &pe) && pe.Ref == "" {
+			pe.Ref = env.ID
+		}
+		t.refuse(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	if joined.Resumed {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, joined.Welcome)
+}
+
+// post answers POST /v1/sessions/{session}/messages: one envelope or an array.
+func (t *Transport) post(w http.ResponseWriter, r *http.Request) {
+	s, err := t.session(r)
+	if err != nil {
+		t.refuse(w, r, err)
+		return
+	}
+	if s.Closed() {
+		t.refuse(w, r, broker.Errorf(broker.CodeSessionExpired, "the session has ended"))
+		return
+	}
+	max := t.b.Options().MaxEnvelope
+	data, err := readBody(w, r, max*bodyEnvelopes)
+	if err != nil {
+		t.refuse(w, r, err)
+		return
+	}
+	var items []json.RawMessage
+	switch trimmed := bytes.TrimSpace(data); {
+	case len(trimmed) > 0 && trimmed[0] == '[':
+		if err := json.Unmarshal(trimmed, &items); err != nil {
+			t.refuse(w, r, broker.Errorf(broker.CodeBadRequest, "body is not a JSON array of envelopes"))
+			return
+		}
+	case json.Valid(trimmed):
+		items = []json.RawMessage{trimmed}
+	default:
+		t.refuse(w, r, broker.Errorf(broker.CodeBadRequest, "body is not JSON"))
+		return
+	}
+	accepted := 0
+	for _, item := range items {
+		if err := s.HandleRaw(r.Context(), item); err == nil {
+			accepted++
+		} else if errors.Is(err, broker.ErrSessionClosed) {
+			break
+		}
+	}
+	writeJSON(w, http.StatusAccepted, []byte(`{"accepted":`+strconv.Itoa(accepted)+`}`))
+}
+
+// poll answers GET /v1/sessions/{session}/messages?after=N&wait=S.
+func (t *Transport) poll(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	after, err := queryUint(q.Get("after"), 0)
+	if err != nil {
+		t.refuse(w, r, broker.Errorf(broker.CodeBadRequest, "after must be a whole number"))
+		return
+	}
+	waitSec, err := queryUint(q.Get("wait"), uint64(DefaultWait/time.Second))
+	if err != nil || time.Duration(waitSec)*time.Second > MaxWait {
+		t.refuse(w, r, broker.Errorf(broker.CodeBadRequest, "wait must be a whole number of seconds, at most %d", int(MaxWait/time.Second)))
+		return
+	}
+	s, err := t.session(r)
+	if err != nil {
+		t.refuse(w, r, err)
+		return
+	}
+	if err := s.Ack(after); err != nil {
+		t.refuse(w, r, err)
+		return
+	}
+	t.polls.Add(1)
+	defer t.polls.Done()
+	att := s.Attach()
+	defer att.Detach()
+	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(waitSec)*time.Second)
+	defer cancel()
+	for {
+		frames, _, wait, err := s.Pending(after)
+		if errors.Is(err, broker.ErrSessionClosed) {
+			err = broker.Errorf(broker.CodeSessionExpired, "the session has ended")
+		}
+		if err != nil {
+			t.refuse(w, r, err)
+			return
+		}
+		if wait == nil {
+			writeJSON(w, http.StatusOK, joinFrames(frames))
+			return
+		}
+		select {
+		case <-wait:
+			continue
+		case <-ctx.Done():
+		case <-att.Gone():
+		case <-t.stopped:
+		}
+		writeJSON(w, http.StatusOK, []byte("[]"))
+		return
+	}
+}
+
+// leave answers DELETE /v1/sessions/{session}.
+func (t *Transport) leave(w http.ResponseWriter, r *http.Request) {
+	s, err := t.session(r)
+	if err == nil && s.Closed() {
+		err = broker.Errorf(broker.CodeSessionExpired, "the session has ended")
+	}
+	if err != nil {
+		t.refuse(w, r, err)
+		return
+	}
+	s.Close(broker.ReasonLeave)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func queryUint(s string, def uint64) (uint64, error) {
+	if s == "" {
+		return def, nil
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// joinFrames writes frames as one JSON array.
+func joinFrames(frames [][]byte) []byte {
+	n := 2
+	for _, f := range frames {
+		n += len(f) + 1
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '[')
+	for i, f := range frames {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, f...)
+	}
+	return append(out, ']')
+}

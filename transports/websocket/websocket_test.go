@@ -1,0 +1,172 @@
+package wstransport_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/broker/brokertest"
+	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
+)
+
+// start serves a broker made with opts over WebSocket for the test's duration.
+func start(t *testing.T, opts broker.Options, wsOpts wstransport.Options) (string, *broker.Broker) {
+	t.Helper()
+	b := broker.New(opts)
+	tr := wstransport.New(wsOpts)
+	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, tr).Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = tr.Run(ctx, b); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+		b.Close(broker.ReasonKicked)
+	})
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws", b
+}
+
+type conn struct{ ws *websocket.Conn }
+
+func dialer(url string) brokertest.Dialer {
+	return func(ctx context.Context) (brokertest.Conn, error) {
+		ws, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &conn{ws}, nil
+	}
+}
+
+func (c *conn) Send(ctx context.Context, data []byte) error {
+	d, _ := ctx.Deadline()
+	_ = c.ws.SetWriteDeadline(d)
+	return c.ws.WriteMessage(websocket.TextMessage, data)
+}
+
+func (c *conn) Recv(ctx context.Context) ([]byte, error) {
+	d, _ := ctx.Deadline()
+	_ = c.ws.SetReadDeadline(d)
+	_, data, err := c.ws.ReadMessage()
+	return data, err
+}
+
+func (c *conn) Drop() error { return c.ws.UnderlyingConn().Close() }
+
+func TestConformance(t *testing.T) {
+	brokertest.Run(t, brokertest.Harness{
+		Start: func(t *testing.T, opts broker.Options) brokertest.Dialer {
+			url, _ := start(t, opts, wstransport.Options{})
+			return dialer(url)
+		},
+	})
+}
+
+func TestFirstFrameMustBeJoin(t *testing.T) {
+	url, _ := start(t, broker.Options{}, wstransport.Options{JoinTimeout: 300 * time.Millisecond})
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	// Silence: after the join timeout the broker says why and closes.
+	_, data, err := ws.ReadMessage()
+	if err != nil || !strings.Contains(string(data), `"code":"bad-request"`) {
+		t.Fatalf("got %s, %v", data, err)
+	}
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+		t.Fatalf("want close 1008, got %v", err)
+	}
+}
+
+func TestBinaryFrameRefused(t *testing.T) {
+	url, _ := start(t, broker.Options{}, wstransport.Options{})
+	d := dialer(url)
+	a, _ := brokertest.Join(t, d, "r", "a")
+	if err := a.Conn.(*conn).ws.WriteMessage(websocket.BinaryMessage, []byte(`{"type":"ping"}`)); err != nil {
+		t.Fatal(err)
+	}
+	a.ExpectError("bad-request", "")
+	a.Send(`{"type":"ping"}`)
+	a.Expect(broker.TypePong)
+}
+
+func TestOriginAllowList(t *testing.T) {
+	url, _ := start(t, broker.Options{}, wstransport.Options{AllowedOrigins: []string{"https://good.example"}})
+	h := map[string][]string{"Origin": {"https://evil.example"}}
+	if _, resp, err := websocket.DefaultDialer.Dial(url, h); err == nil || resp.StatusCode != 403 {
+		t.Fatalf("evil origin: %v %v", resp, err)
+	}
+	h["Origin"] = []string{"https://good.example"}
+	ws, _, err := websocket.DefaultDialer.Dial(url, h)
+	if err != nil {
+		t.Fatalf("good origin: %v", err)
+	}
+	ws.Close()
+}
+
+func TestSilentConnectionDropped(t *testing.T) {
+	url, _ := start(t, broker.Options{ResumeWindow: 200 * time.Millisecond},
+		wstransport.Options{IdleTimeout: 300 * time.Millisecond, PingInterval: time.Hour})
+	d := dialer(url)
+	a, _ := brokertest.Join(t, d, "r", "a")
+	b, _ := brokertest.Join(t, d, "r", "b")
+	a.Expect(broker.TypePeerJoined)
+	// b sends nothing and answers no pings (none are sent): dropped after
+	// the idle timeout, then it times out of the room.
+	_ = b
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		a.Send(`{"type":"ping"}`)
+		if env := a.Next(); env.Type == broker.TypePeerLeft {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("silent connection was not dropped")
+}
+
+func TestSupersededByResume(t *testing.T) {
+	url, _ := start(t, broker.Options{}, wstransport.Options{})
+	d := dialer(url)
+	a, _ := brokertest.Join(t, d, "r", "a")
+	// A second connection resumes a's session while the first is alive (a
+	// half-open connection, say): the first is closed.
+	a2, w := brokertest.Join(t, d, "r", "a", "resume", `{"session":"`+a.Session+`","last_seq":1}`)
+	if !w.Resumed {
+		t.Fatal("not resumed")
+	}
+	if _, _, err := a.Conn.(*conn).ws.ReadMessage(); !websocket.IsCloseError(err, 4001) {
+		t.Fatalf("old connection: %v", err)
+	}
+	a2.Send(`{"type":"ping"}`)
+	a2.Expect(broker.TypePong)
+}
+
+func TestShutdownTellsPeers(t *testing.T) {
+	b := broker.New(broker.Options{})
+	tr := wstransport.New(wstransport.Options{})
+	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, tr).Handler())
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = tr.Run(ctx, b); close(done) }()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws"
+	a, _ := brokertest.Join(t, dialer(url), "r", "a")
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if _, _, err := a.Conn.(*conn).ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("want close 1001, got %v", err)
+	}
+}

@@ -226,7 +226,9 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 	welcome := newFrame(b.welcome(s, members, false))
 	_ = s.enqueue(welcome)
 	// Until a connection attaches, the session waits as a dropped one does.
+	s.mu.Lock()
 	s.timer = time.AfterFunc(s.linger, func() { s.Close(ReasonTimeout) })
+	s.mu.Unlock()
 	for _, other := range r.peers {
 		_ = other.enqueue(newFrame(peerJoined(r.id, s.peer, s.meta)))
 	}

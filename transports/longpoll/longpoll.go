@@ -59,7 +59,8 @@ type Transport struct {
 	b    *broker.Broker
 	log  *slog.Logger
 
-	stopOnce sync.Once
+	mu       sync.Mutex
+	stopping bool
 	stopped  chan struct{} // closed at shutdown: waiting GETs answer at once
 	polls    sync.WaitGroup
 }
@@ -96,7 +97,12 @@ func (t *Transport) Mount(r chi.Router, b *broker.Broker) {
 // waiting poll and waits for them.
 func (t *Transport) Run(ctx context.Context, _ *broker.Broker) error {
 	<-ctx.Done()
-	t.stopOnce.Do(func() { close(t.stopped) })
+	t.mu.Lock()
+	if !t.stopping {
+		t.stopping = true
+		close(t.stopped)
+	}
+	t.mu.Unlock()
 	t.polls.Wait()
 	return nil
 }
@@ -239,7 +245,14 @@ func (t *Transport) poll(w http.ResponseWriter, r *http.Request) {
 		t.refuse(w, r, err)
 		return
 	}
+	t.mu.Lock()
+	if t.stopping {
+		t.mu.Unlock()
+		writeJSON(w, http.StatusOK, []byte("[]"))
+		return
+	}
 	t.polls.Add(1)
+	t.mu.Unlock()
 	defer t.polls.Done()
 	att := s.Attach()
 	defer att.Detach()

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/transports/transporttest"
 	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
@@ -30,41 +31,14 @@ func start(t *testing.T, opts broker.Options, wsOpts wstransport.Options) (strin
 		srv.Close()
 		b.Close(broker.ReasonKicked)
 	})
-	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws", b
+	return transporttest.WSURL(srv.URL), b
 }
-
-type conn struct{ ws *websocket.Conn }
-
-func dialer(url string) brokertest.Dialer {
-	return func(ctx context.Context) (brokertest.Conn, error) {
-		ws, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
-		if err != nil {
-			return nil, err
-		}
-		return &conn{ws}, nil
-	}
-}
-
-func (c *conn) Send(ctx context.Context, data []byte) error {
-	d, _ := ctx.Deadline()
-	_ = c.ws.SetWriteDeadline(d)
-	return c.ws.WriteMessage(websocket.TextMessage, data)
-}
-
-func (c *conn) Recv(ctx context.Context) ([]byte, error) {
-	d, _ := ctx.Deadline()
-	_ = c.ws.SetReadDeadline(d)
-	_, data, err := c.ws.ReadMessage()
-	return data, err
-}
-
-func (c *conn) Drop() error { return c.ws.UnderlyingConn().Close() }
 
 func TestConformance(t *testing.T) {
 	brokertest.Run(t, brokertest.Harness{
 		Start: func(t *testing.T, opts broker.Options) brokertest.Dialer {
 			url, _ := start(t, opts, wstransport.Options{})
-			return dialer(url)
+			return transporttest.WebSocket(url)
 		},
 	})
 }
@@ -88,9 +62,9 @@ func TestFirstFrameMustBeJoin(t *testing.T) {
 
 func TestBinaryFrameRefused(t *testing.T) {
 	url, _ := start(t, broker.Options{}, wstransport.Options{})
-	d := dialer(url)
+	d := transporttest.WebSocket(url)
 	a, _ := brokertest.Join(t, d, "r", "a")
-	if err := a.Conn.(*conn).ws.WriteMessage(websocket.BinaryMessage, []byte(`{"type":"ping"}`)); err != nil {
+	if err := a.Conn.(*transporttest.WSConn).WS.WriteMessage(websocket.BinaryMessage, []byte(`{"type":"ping"}`)); err != nil {
 		t.Fatal(err)
 	}
 	a.ExpectError("bad-request", "")
@@ -115,7 +89,7 @@ func TestOriginAllowList(t *testing.T) {
 func TestSilentConnectionDropped(t *testing.T) {
 	url, _ := start(t, broker.Options{ResumeWindow: 200 * time.Millisecond},
 		wstransport.Options{IdleTimeout: 300 * time.Millisecond, PingInterval: time.Hour})
-	d := dialer(url)
+	d := transporttest.WebSocket(url)
 	a, _ := brokertest.Join(t, d, "r", "a")
 	b, _ := brokertest.Join(t, d, "r", "b")
 	a.Expect(broker.TypePeerJoined)
@@ -135,7 +109,7 @@ func TestSilentConnectionDropped(t *testing.T) {
 
 func TestSupersededByResume(t *testing.T) {
 	url, _ := start(t, broker.Options{}, wstransport.Options{})
-	d := dialer(url)
+	d := transporttest.WebSocket(url)
 	a, _ := brokertest.Join(t, d, "r", "a")
 	// A second connection resumes a's session while the first is alive (a
 	// half-open connection, say): the first is closed.
@@ -143,7 +117,7 @@ func TestSupersededByResume(t *testing.T) {
 	if !w.Resumed {
 		t.Fatal("not resumed")
 	}
-	if _, _, err := a.Conn.(*conn).ws.ReadMessage(); !websocket.IsCloseError(err, 4001) {
+	if _, _, err := a.Conn.(*transporttest.WSConn).WS.ReadMessage(); !websocket.IsCloseError(err, 4001) {
 		t.Fatalf("old connection: %v", err)
 	}
 	a2.Send(`{"type":"ping"}`)
@@ -158,15 +132,15 @@ func TestShutdownTellsPeers(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = tr.Run(ctx, b); close(done) }()
-	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws"
-	a, _ := brokertest.Join(t, dialer(url), "r", "a")
+	url := transporttest.WSURL(srv.URL)
+	a, _ := brokertest.Join(t, transporttest.WebSocket(url), "r", "a")
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return")
 	}
-	if _, _, err := a.Conn.(*conn).ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+	if _, _, err := a.Conn.(*transporttest.WSConn).WS.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
 		t.Fatalf("want close 1001, got %v", err)
 	}
 }

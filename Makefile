@@ -1,0 +1,33 @@
+# The README's two commands: `make run` and `make test`.
+GO ?= go
+PKGS := ./...
+
+.PHONY: run build test test-go test-js bench-smoke vet fmt fuzz-seeds compose-check
+
+run:
+	$(GO) run ./cmd/switchboard serve
+
+build:
+	$(GO) build -o bin/switchboard ./cmd/switchboard
+
+# The whole suite: vet, every Go test with the race detector (fuzz seed
+# corpora included), the browser client's unit tests, and one pass of every
+# benchmark.
+test: vet test-go test-js bench-smoke
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+test-go:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-js:
+	@if [ -d clients/js/test ]; then node --test clients/js/test/; fi
+
+bench-smoke:
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')

@@ -1,0 +1,285 @@
+// Package config reads the switchboard serve configuration: built-in
+// defaults, then a YAML file, then SWITCHBOARD_* environment variables, then
+// command-line flags, each overriding the one before.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/switchboard-rtc/switchboard/broker"
+)
+
+// EnvPrefix starts every environment variable that overrides a setting: the
+// setting's YAML path in upper case, joined by underscores, e.g.
+// SWITCHBOARD_LIMITS_MAX_ENVELOPE.
+const EnvPrefix = "SWITCHBOARD_"
+
+// Config is everything serve needs. Durations are written as "30s", "1m".
+type Config struct {
+	Listen          string        `yaml:"listen"`           // HTTP listen address; default ":8080"
+	LogLevel        string        `yaml:"log_level"`        // debug, info, warn or error; default info
+	LogFormat       string        `yaml:"log_format"`       // text or json; default text
+	LogEnvelopes    bool          `yaml:"log_envelopes"`    // log every envelope at debug level
+	Pprof           bool          `yaml:"pprof"`            // serve /debug/pprof/
+	TokenSecret     string        `yaml:"token_secret"`     // HS256 key for join tokens; empty: no tokens needed
+	AllowedOrigins  []string      `yaml:"allowed_origins"`  // browser origins allowed, for transports that set none; "*" for any
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // how long shutdown may drain; default 10s
+	NodeID          string        `yaml:"node_id"`          // this node's name in a cluster; default random
+	Limits          Limits        `yaml:"limits"`
+	Delivery        Delivery      `yaml:"delivery"`
+	// Transports picks the transports to run and configures each, by
+	// registered name. Default: websocket and longpoll.
+	Transports map[string]yaml.Node `yaml:"transports"`
+	// Enabled, when set (SWITCHBOARD_TRANSPORTS or --transports, comma
+	// separated), runs only these of the transports.
+	Enabled []string `yaml:"-"`
+}
+
+// Limits bound what peers may do.
+type Limits struct {
+	MaxEnvelope     int     `yaml:"max_envelope"`      // bytes; default 65536
+	Rate            float64 `yaml:"rate"`              // envelopes per second per session; default 1000, -1 off
+	Burst           int     `yaml:"burst"`             // default 2000
+	PeersPerRoom    int     `yaml:"peers_per_room"`    // default 256
+	SessionsPerNode int     `yaml:"sessions_per_node"` // default 100000
+}
+
+// Delivery sets the mailbox bounds and the hold times (docs/protocol.md, section 4).
+type Delivery struct {
+	MailboxMessages int           `yaml:"mailbox_messages"` // default 1024
+	MailboxBytes    int           `yaml:"mailbox_bytes"`    // default 1048576
+	ResumeWindow    time.Duration `yaml:"resume_window"`    // default 30s
+	OfflineHold     time.Duration `yaml:"offline_hold"`     // default 10s
+}
+
+// DefaultTransports run when the configuration names none: those that need
+// no outside server.
+var DefaultTransports = []string{"websocket", "longpoll"}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{Listen: ":8080", LogLevel: "info", LogFormat: "text", ShutdownTimeout: 10 * time.Second}
+}
+
+// Load reads the file at path (none if empty) over the defaults, then the
+// environment env (as os.Environ gives it) over that.
+func Load(path string, env []string) (Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, err
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, env); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the settings that cannot be checked by their types.
+func (c *Config) Validate() error {
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("config: log_format %q: want text or json", c.LogFormat)
+	}
+	if c.Limits.MaxEnvelope < 0 || c.Limits.Burst < 0 || c.Limits.PeersPerRoom < 0 || c.Limits.SessionsPerNode < 0 ||
+		c.Delivery.MailboxMessages < 0 || c.Delivery.MailboxBytes < 0 || c.Delivery.ResumeWindow < 0 || c.Delivery.OfflineHold < 0 {
+		return errors.New("config: limits and delivery settings cannot be negative")
+	}
+	for _, name := range c.TransportNames() {
+		if !contains(broker.Transports(), name) {
+			return fmt.Errorf("config: unknown transport %q (available: %s)", name, strings.Join(broker.Transports(), ", "))
+		}
+	}
+	return nil
+}
+
+// TransportNames lists the transports to run, sorted.
+func (c *Config) TransportNames() []string {
+	var names []string
+	switch {
+	case len(c.Enabled) > 0:
+		names = append(names, c.Enabled...)
+	case len(c.Transports) > 0:
+		for n := range c.Transports {
+			names = append(names, n)
+		}
+	default:
+		names = append(names, DefaultTransports...)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// TransportDecoder returns the function that fills a transport's options
+// from its section, with AllowedOrigins defaulting to the top-level list.
+func (c *Config) TransportDecoder(name string) func(v any) error {
+	return func(v any) error {
+		if node, ok := c.Transports[name]; ok && node.Kind != 0 {
+			if err := node.Decode(v); err != nil {
+				return fmt.Errorf("config: transports.%s: %w", name, err)
+			}
+		}
+		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && rv.Elem().Kind() == reflect.Struct {
+			if f := rv.Elem().FieldByName("AllowedOrigins"); f.IsValid() && f.Kind() == reflect.Slice && f.Len() == 0 && len(c.AllowedOrigins) > 0 {
+				f.Set(reflect.ValueOf(append([]string(nil), c.AllowedOrigins...)))
+			}
+		}
+		return nil
+	}
+}
+
+// BrokerOptions maps the configuration onto the broker's options.
+func (c *Config) BrokerOptions() broker.Options {
+	return broker.Options{
+		NodeID:          c.NodeID,
+		TokenSecret:     []byte(c.TokenSecret),
+		MaxEnvelope:     c.Limits.MaxEnvelope,
+		Rate:            c.Limits.Rate,
+		Burst:           c.Limits.Burst,
+		MaxPeersPerRoom: c.Limits.PeersPerRoom,
+		MaxSessions:     c.Limits.SessionsPerNode,
+		MailboxMessages: c.Delivery.MailboxMessages,
+		MailboxBytes:    c.Delivery.MailboxBytes,
+		ResumeWindow:    c.Delivery.ResumeWindow,
+		OfflineHold:     c.Delivery.OfflineHold,
+		LogEnvelopes:    c.LogEnvelopes,
+	}
+}
+
+// applyEnv sets every field whose SWITCHBOARD_ variable is in env.
+func applyEnv(c *Config, env []string) error {
+	vars := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
+			vars[k] = v
+		}
+	}
+	if v, ok := vars[EnvPrefix+"TRANSPORTS"]; ok {
+		c.Enabled = SplitList(v)
+	}
+	return walk(reflect.ValueOf(c).Elem(), EnvPrefix, func(name string, f reflect.Value) error {
+		v, ok := vars[name]
+		if !ok {
+			return nil
+		}
+		if err := Set(f, v); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// EnvNames lists every environment variable that overrides a setting.
+func EnvNames() []string {
+	var names []string
+	var c Config
+	_ = walk(reflect.ValueOf(&c).Elem(), EnvPrefix, func(name string, _ reflect.Value) error {
+		names = append(names, name)
+		return nil
+	})
+	return append(names, EnvPrefix+"TRANSPORTS")
+}
+
+// walk calls fn with the environment name of every leaf setting in v.
+func walk(v reflect.Value, prefix string, fn func(string, reflect.Value) error) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" || tag == "transports" {
+			continue
+		}
+		name := prefix + strings.ToUpper(tag)
+		f := v.Field(i)
+		if f.Kind() == reflect.Struct {
+			if err := walk(f, name+"_", fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(name, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Set parses s into the setting f by its type.
+func Set(f reflect.Value, s string) error {
+	switch {
+	case f.Type() == reflect.TypeOf(time.Duration(0)):
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(d))
+	case f.Kind() == reflect.String:
+		f.SetString(s)
+	case f.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		f.SetBool(b)
+	case f.Kind() == reflect.Int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(n))
+	case f.Kind() == reflect.Float64:
+		n, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		f.SetFloat(n)
+	case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
+		f.Set(reflect.ValueOf(SplitList(s)))
+	default:
+		return fmt.Errorf("config: cannot set a %s from text", f.Type())
+	}
+	return nil
+}
+
+// SplitList splits a comma-separated list, dropping blanks.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

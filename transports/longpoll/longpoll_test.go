@@ -1,0 +1,178 @@
+package longpoll_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/broker/brokertest"
+	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/transports/longpoll"
+	"github.com/switchboard-rtc/switchboard/transports/transporttest"
+)
+
+// start serves a broker made with opts over long-polling for the test's
+// duration. The idle timeout follows opts.ResumeWindow when that is set, so
+// that the resume tests need not wait a minute.
+func start(t *testing.T, opts broker.Options) (string, *broker.Broker) {
+	t.Helper()
+	b := broker.New(opts)
+	tr := longpoll.New(longpoll.Options{IdleTimeout: opts.ResumeWindow})
+	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, tr).Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = tr.Run(ctx, b); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+		b.Close(broker.ReasonKicked)
+	})
+	return srv.URL, b
+}
+
+func TestConformance(t *testing.T) {
+	brokertest.Run(t, brokertest.Harness{
+		Start: func(t *testing.T, opts broker.Options) brokertest.Dialer {
+			url, _ := start(t, opts)
+			return transporttest.LongPoll(url)
+		},
+	})
+}
+
+func request(t *testing.T, method, url, body string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp, string(data)
+}
+
+func TestHTTPRefusals(t *testing.T) {
+	url, _ := start(t, broker.Options{MaxEnvelope: 1024})
+	cases := []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{"POST", "/v1/sessions", `nope`, 400, "bad-request"},
+		{"POST", "/v1/sessions", `{"type":"join","room":"r","payload":{"peer":"` + strings.Repeat("x", 2000) + `"}}`, 413, "too-large"},
+		{"POST", "/v1/sessions", `{"type":"offer","room":"r"}`, 400, "bad-request"},
+		{"GET", "/v1/sessions/nosuch/messages", ``, 404, "session-expired"},
+		{"POST", "/v1/sessions/nosuch/messages", `{"type":"ping"}`, 404, "session-expired"},
+		{"DELETE", "/v1/sessions/nosuch", ``, 404, "session-expired"},
+	}
+	for _, c := range cases {
+		resp, body := request(t, c.method, url+c.path, c.body)
+		if resp.StatusCode != c.status || !strings.Contains(body, `"code":"`+c.code+`"`) {
+			t.Errorf("%s %s: %d %s, want %d %s", c.method, c.path, resp.StatusCode, body, c.status, c.code)
+		}
+	}
+	resp, body := request(t, "POST", url+"/v1/sessions", `{"type":"join","room":"r","payload":{"peer":"a"}}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("join: %d %s", resp.StatusCode, body)
+	}
+	var w struct {
+		Payload struct{ Session string }
+	}
+	_ = json.Unmarshal([]byte(body), &w)
+	base := url + "/v1/sessions/" + w.Payload.Session
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{"POST", "/messages", `not json`, 400, "bad-request"},
+		{"POST", "/messages", `[{"type":"ping"}, oops]`, 400, "bad-request"},
+		{"POST", "/messages", `"` + strings.Repeat("x", 17*1024) + `"`, 413, "too-large"},
+		{"GET", "/messages?after=x", ``, 400, "bad-request"},
+		{"GET", "/messages?wait=56", ``, 400, "bad-request"},
+		{"GET", "/messages?after=99", ``, 400, "bad-request"},
+	} {
+		resp, body := request(t, c.method, base+c.path, c.body)
+		if resp.StatusCode != c.status || !strings.Contains(body, `"code":"`+c.code+`"`) {
+			t.Errorf("%s %s: %d %s, want %d %s", c.method, c.path, resp.StatusCode, body, c.status, c.code)
+		}
+	}
+	// A batch: two pings, one bad envelope; the bad one is refused in the stream.
+	resp, body = request(t, "POST", base+"/messages", `[{"type":"ping","payload":1},{"type":"nope","id":"z"},{"type":"ping","payload":2}]`)
+	if resp.StatusCode != 202 || body != `{"accepted":2}` {
+		t.Fatalf("batch: %d %s", resp.StatusCode, body)
+	}
+	_, body = request(t, "GET", base+"/messages?after=1&wait=0", ``)
+	if !strings.Contains(body, `"type":"pong","payload":1`) || !strings.Contains(body, `"ref":"z"`) || !strings.Contains(body, `"type":"pong","payload":2`) {
+		t.Fatalf("after batch: %s", body)
+	}
+	if resp, _ := request(t, "DELETE", base, ``); resp.StatusCode != 204 {
+		t.Fatalf("leave: %d", resp.StatusCode)
+	}
+	if resp, _ := request(t, "POST", base+"/messages", `{"type":"ping"}`); resp.StatusCode != 404 {
+		t.Fatalf("poll after leave: %d", resp.StatusCode)
+	}
+}
+
+func TestPollWaitsAndAcks(t *testing.T) {
+	url, _ := start(t, broker.Options{})
+	d := transporttest.LongPoll(url)
+	a, _ := brokertest.Join(t, d, "r", "a")
+	b, _ := brokertest.Join(t, d, "r", "b")
+	base := url + "/v1/sessions/" + b.Session + "/messages"
+	start := time.Now()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		a.Send(`{"type":"message","to":"b","payload":"wake"}`)
+	}()
+	_, body := request(t, "GET", base+"?after=1&wait=5", ``)
+	if !strings.Contains(body, `"wake"`) || time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("poll: %s after %v", body, time.Since(start))
+	}
+	// Unacknowledged: asked again after=1, it comes again. Acknowledged, it is gone.
+	if _, body := request(t, "GET", base+"?after=1&wait=0", ``); !strings.Contains(body, `"wake"`) {
+		t.Fatalf("repeat poll: %s", body)
+	}
+	if _, body := request(t, "GET", base+"?after=2&wait=1", ``); body != "[]" {
+		t.Fatalf("empty poll: %s", body)
+	}
+}
+
+func TestCORS(t *testing.T) {
+	b := broker.New(broker.Options{})
+	tr := longpoll.New(longpoll.Options{AllowedOrigins: []string{"https://app.example"}})
+	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, tr).Handler())
+	defer srv.Close()
+	resp, _ := request(t, "OPTIONS", srv.URL+"/v1/sessions", ``, "Origin", "https://app.example", "Access-Control-Request-Method", "POST")
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, _ = request(t, "POST", srv.URL+"/v1/sessions", `{"type":"join","room":"r"}`, "Origin", "https://evil.example")
+	if resp.StatusCode != 403 {
+		t.Fatalf("evil origin: %d", resp.StatusCode)
+	}
+}
+
+func TestUnpolledSessionTimesOut(t *testing.T) {
+	b := broker.New(broker.Options{})
+	tr := longpoll.New(longpoll.Options{IdleTimeout: 200 * time.Millisecond})
+	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, tr).Handler())
+	defer srv.Close()
+	d := transporttest.LongPoll(srv.URL)
+	a, _ := brokertest.Join(t, d, "r", "a")
+	brokertest.Join(t, d, "r", "b") // never polls
+	a.Expect(broker.TypePeerJoined)
+	if env := a.Next(); string(env.Payload) != `{"peer":"b","reason":"timeout"}` {
+		t.Fatalf("got %s", env.Raw)
+	}
+}

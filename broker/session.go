@@ -35,6 +35,7 @@ type Session struct {
 	mb      mailbox
 	direct  [][]byte // frames without seq (pong), not kept for resume
 	notify  chan struct{}
+	ready   func() // OnPending's callback, called once
 	closed  bool
 	conn    *Attachment
 	linger  time.Duration
@@ -47,9 +48,10 @@ type Session struct {
 // Attachment is one live connection's hold on a session. A newer connection
 // of the same session supersedes it: Gone closes.
 type Attachment struct {
-	s    *Session
-	gone chan struct{}
-	done bool // guarded by s.mu
+	s      *Session
+	gone   chan struct{}
+	onGone func() // called when superseded or when the session ends
+	done   bool   // guarded by s.mu
 }
 
 // Peer is the session's peer id.
@@ -76,11 +78,16 @@ func (s *Session) LogValue() slog.Value {
 
 // Attach marks a new live connection for the session and supersedes the
 // previous one. The caller must Detach it when the connection ends.
-func (s *Session) Attach() *Attachment {
+func (s *Session) Attach() *Attachment { return s.AttachFunc(nil) }
+
+// AttachFunc is Attach with a function that is called, once, when the
+// attachment is superseded. It is called with the session's lock held: it
+// must not block or call the session.
+func (s *Session) AttachFunc(onGone func()) *Attachment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.releaseConnLocked()
-	a := &Attachment{s: s, gone: make(chan struct{})}
+	a := &Attachment{s: s, gone: make(chan struct{}), onGone: onGone}
 	if s.closed {
 		a.done = true
 		close(a.gone)
@@ -106,7 +113,10 @@ func (a *Attachment) Detach() {
 	if s.conn != a {
 		return
 	}
-	s.releaseConnLocked()
+	a.done = true
+	close(a.gone)
+	s.conn = nil
+	s.ready = nil
 	if !s.closed {
 		s.timer = time.AfterFunc(s.linger, func() { s.Close(ReasonTimeout) })
 	}
@@ -116,8 +126,12 @@ func (s *Session) releaseConnLocked() {
 	if a := s.conn; a != nil && !a.done {
 		a.done = true
 		close(a.gone)
+		if a.onGone != nil {
+			a.onGone()
+		}
 	}
 	s.conn = nil
+	s.ready = nil
 }
 
 // Pending returns the frames to write after seq after: seqless frames first,
@@ -129,12 +143,70 @@ func (s *Session) releaseConnLocked() {
 func (s *Session) Pending(after uint64) (frames [][]byte, last uint64, wait <-chan struct{}, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	frames, last, err = s.takeLocked(after)
+	if len(frames) > 0 || err != nil {
+		return frames, last, nil, err
+	}
+	if s.notify == nil {
+		s.notify = make(chan struct{})
+	}
+	return nil, after, s.notify, nil
+}
+
+// Take is Pending for a connection: it fails with ErrSuperseded once a
+// newer connection has attached, and it does not wait.
+func (a *Attachment) Take(after uint64) (frames [][]byte, last uint64, err error) {
+	s := a.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != a {
+		return nil, after, ErrSuperseded
+	}
+	return s.takeLocked(after)
+}
+
+// Pending is Session.Pending for a connection: it fails with ErrSuperseded
+// once a newer connection has attached.
+func (a *Attachment) Pending(after uint64) (frames [][]byte, last uint64, wait <-chan struct{}, err error) {
+	s := a.s
+	s.mu.Lock()
+	current := s.conn == a
+	s.mu.Unlock()
+	if !current {
+		return nil, after, nil, ErrSuperseded
+	}
+	return s.Pending(after)
+}
+
+// OnPending calls fn, once, as soon as Take(after) would give frames or the
+// session has ended: at once if it would now, else when that happens. A
+// superseded attachment's fn is never kept. fn may be called with the
+// session's lock held: it must not block or call the session. With it a
+// transport needs no goroutine per idle connection.
+func (a *Attachment) OnPending(after uint64, fn func()) {
+	s := a.s
+	s.mu.Lock()
+	if s.conn != a {
+		s.mu.Unlock()
+		return
+	}
+	now := s.closed || len(s.direct) > 0 || s.mb.last > after
+	if !now {
+		s.ready = fn
+	}
+	s.mu.Unlock()
+	if now {
+		fn()
+	}
+}
+
+func (s *Session) takeLocked(after uint64) (frames [][]byte, last uint64, err error) {
 	last = after
 	frames = append(frames, s.direct...)
 	s.direct = nil
 	es, ok := s.mb.after(after, maxBatch)
 	if !ok {
-		return nil, after, nil, Errorf(CodeSessionExpired, "messages after seq %d were forgotten", after)
+		return nil, after, Errorf(CodeSessionExpired, "messages after seq %d were forgotten", after)
 	}
 	if len(es) > 0 {
 		now := time.Now()
@@ -144,16 +216,10 @@ func (s *Session) Pending(after uint64) (frames [][]byte, last uint64, wait <-ch
 		}
 		last = es[len(es)-1].seq
 	}
-	if len(frames) > 0 {
-		return frames, last, nil, nil
+	if len(frames) == 0 && s.closed {
+		return nil, after, ErrSessionClosed
 	}
-	if s.closed {
-		return nil, after, nil, ErrSessionClosed
-	}
-	if s.notify == nil {
-		s.notify = make(chan struct{})
-	}
-	return nil, after, s.notify, nil
+	return frames, last, nil
 }
 
 // Receive waits until there are frames after seq after, then returns them as
@@ -205,6 +271,10 @@ func (s *Session) wakeLocked() {
 	if s.notify != nil {
 		close(s.notify)
 		s.notify = nil
+	}
+	if fn := s.ready; fn != nil {
+		s.ready = nil
+		fn()
 	}
 }
 

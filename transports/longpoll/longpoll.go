@@ -259,7 +259,11 @@ func (t *Transport) poll(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(waitSec)*time.Second)
 	defer cancel()
 	for {
-		frames, _, wait, err := s.Pending(after)
+		frames, _, wait, err := att.Pending(after)
+		if errors.Is(err, broker.ErrSuperseded) {
+			writeJSON(w, http.StatusOK, []byte("[]"))
+			return
+		}
 		if errors.Is(err, broker.ErrSessionClosed) {
 			err = broker.Errorf(broker.CodeSessionExpired, "the session has ended")
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -26,6 +27,11 @@ const (
 	DefaultIdleTimeout  = 60 * time.Second // a connection silent this long is dropped
 	DefaultWriteTimeout = 10 * time.Second // one write may take this long
 	closeGrace          = time.Second      // how long a closing handshake may take
+
+	// Buffer sizes: a connection keeps its small read buffer for life; write
+	// buffers come from a pool only while a message is written.
+	readBufferSize  = 512
+	writeBufferSize = 4096
 )
 
 func init() {
@@ -87,8 +93,8 @@ func New(opts Options) *Transport {
 	t := &Transport{opts: opts, conns: make(map[*conn]struct{}), log: slog.Default()}
 	allowed := origin.List(opts.AllowedOrigins)
 	t.upgrader = websocket.Upgrader{
-		ReadBufferSize:  1024,
-		WriteBufferSize: 1024,
+		ReadBufferSize:  readBufferSize,
+		WriteBufferSize: writeBufferSize,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     allowed.Allowed,
 	}
@@ -119,20 +125,20 @@ func (t *Transport) Run(ctx context.Context, _ *broker.Broker) error {
 	return nil
 }
 
-// ServeHTTP upgrades the request and serves the peer until it leaves.
+// ServeHTTP upgrades the request and hands the connection to a goroutine of
+// its own, letting the HTTP server's goroutine (and its grown stack) go.
 func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws, err := t.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		t.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "error", err)
 		return // the upgrader has answered
 	}
-	c := &conn{t: t, ws: ws, stopped: make(chan struct{}), readerDone: make(chan struct{})}
+	c := &conn{t: t, ws: ws}
 	if !t.track(c) {
 		c.closeWith(websocket.CloseGoingAway, "broker shutting down")
 		return
 	}
-	defer t.untrack(c)
-	c.serve(r.Context())
+	go c.serve(context.Background(), func() { t.untrack(c) })
 }
 
 func (t *Transport) track(c *conn) bool {
@@ -153,18 +159,25 @@ func (t *Transport) untrack(c *conn) {
 	t.wg.Done()
 }
 
-// conn is one WebSocket connection.
+// conn is one WebSocket connection. Its reader is a goroutine for the life
+// of the connection; its writer is a goroutine only while there is something
+// to write (flush), so an idle connection holds one goroutine and no write
+// buffer. Pings are written from a timer.
 type conn struct {
-	t          *Transport
-	ws         *websocket.Conn
-	stopOnce   sync.Once
-	stopped    chan struct{} // closed when the transport shuts down
-	readerDone chan struct{}
+	t        *Transport
+	ws       *websocket.Conn
+	sess     *broker.Session
+	att      *broker.Attachment
+	after    uint64      // last seq written; owned by the flushing goroutine
+	flushing atomic.Bool // a flush goroutine runs
+	pinger   *time.Timer
 }
 
-func (c *conn) stop() { c.stopOnce.Do(func() { close(c.stopped) }) }
+// stop tells the peer the broker is going away and ends the connection.
+func (c *conn) stop() { go c.closeWith(websocket.CloseGoingAway, "broker shutting down") }
 
-// closeWith sends a close frame, then closes the connection.
+// closeWith sends a close frame, then closes the connection. It is safe to
+// call from any goroutine, as gorilla allows WriteControl beside writers.
 func (c *conn) closeWith(code int, text string) {
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(closeGrace))
 	_ = c.ws.Close()
@@ -198,11 +211,24 @@ func (c *conn) read(max int) ([]byte, error) {
 	return data, nil
 }
 
-func (c *conn) serve(ctx context.Context) {
+// write writes one frame within the write timeout.
+func (c *conn) write(data []byte) error {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
+	return c.ws.WriteMessage(websocket.TextMessage, data)
+}
+
+// serve admits the peer, then hands the connection to a fresh goroutine for
+// its reads: the join's deep calls (decoding, token checks, logging) grow
+// this goroutine's stack, and an idle connection should not keep that.
+func (c *conn) serve(ctx context.Context, done func()) {
+	handedOver := false
 	defer func() {
 		if p := recover(); p != nil {
 			c.t.log.Error("websocket connection panicked", "panic", p)
+		}
+		if !handedOver {
 			_ = c.ws.Close()
+			done()
 		}
 	}()
 	max := c.t.b.Options().MaxEnvelope
@@ -212,43 +238,135 @@ func (c *conn) serve(ctx context.Context) {
 	if err != nil {
 		e := broker.AsError(err)
 		c.t.log.Info("join refused", "code", e.Code, "error", err, "remote", c.ws.RemoteAddr().String())
-		_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
-		_ = c.ws.WriteMessage(websocket.TextMessage, broker.ErrorFrame(e))
+		_ = c.write(broker.ErrorFrame(e))
 		c.closeWith(websocket.ClosePolicyViolation, string(e.Code))
 		return
 	}
-	sess := joined.Session
-	att := sess.Attach()
-	defer att.Detach()
+	c.sess, c.after = joined.Session, joined.After
+	c.att = c.sess.AttachFunc(func() {
+		go c.closeWith(4001, "superseded by a newer connection of this session")
+	})
+	if err := c.write(joined.Welcome); err != nil {
+		c.att.Detach()
+		return
+	}
 	idle := c.t.opts.IdleTimeout
 	_ = c.ws.SetReadDeadline(time.Now().Add(idle))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(idle)) })
+	c.pinger = time.AfterFunc(c.t.opts.PingInterval, c.ping)
+	c.kick()
+	handedOver = true
+	go c.readLoop(ctx, max, done)
+}
 
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.write(sess, att, joined)
-	}()
+// readLoop reads the peer's frames until the connection ends, handing them
+// to a goroutine that runs only while there are frames to handle. Handling
+// (decoding, routing) needs a deep stack; reading does not, so an idle
+// connection's one goroutine keeps a small stack.
+func (c *conn) readLoop(ctx context.Context, max int, done func()) {
+	defer done()
+	defer c.ws.Close()
+	defer c.pinger.Stop()
+	defer c.att.Detach()
 	defer func() {
-		close(c.readerDone)
-		<-writerDone
+		if p := recover(); p != nil {
+			c.sess.Logger().Error("websocket connection panicked", "panic", p)
+		}
 	}()
+	in := &inbox{c: c, ctx: ctx, space: make(chan struct{}, 1)}
+	idle := c.t.opts.IdleTimeout
 	for {
 		data, err := c.read(max)
 		var pe *broker.Error
 		switch {
 		case errors.As(err, &pe):
-			sess.Refuse("", pe)
-			continue
+			data = nil
 		case err != nil:
 			if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
-				sess.Logger().Debug("websocket read ended", "error", err)
+				c.sess.Logger().Debug("websocket read ended", "error", err)
 			}
 			return
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(idle))
-		if err := sess.HandleRaw(ctx, data); errors.Is(err, broker.ErrSessionClosed) {
+		if !in.put(inFrame{data, pe}) {
 			return
+		}
+	}
+}
+
+// inboxSize is how many frames a connection reads ahead of their handling.
+const inboxSize = 64
+
+// inFrame is a frame read, or the refusal of one that could not be.
+type inFrame struct {
+	data    []byte
+	refusal *broker.Error
+}
+
+// inbox queues a connection's frames for handling in order. A handler
+// goroutine runs while the queue is not empty.
+type inbox struct {
+	c     *conn
+	ctx   context.Context
+	mu    sync.Mutex
+	q     []inFrame
+	busy  bool
+	ended bool          // the session ended: stop reading
+	space chan struct{} // signalled when a full queue drains
+}
+
+// put queues f, waiting while the queue is full; it reports false once the
+// session has ended.
+func (in *inbox) put(f inFrame) bool {
+	for {
+		in.mu.Lock()
+		if in.ended {
+			in.mu.Unlock()
+			return false
+		}
+		if len(in.q) < inboxSize {
+			in.q = append(in.q, f)
+			start := !in.busy
+			in.busy = true
+			in.mu.Unlock()
+			if start {
+				go in.handle()
+			}
+			return true
+		}
+		in.mu.Unlock()
+		<-in.space
+	}
+}
+
+func (in *inbox) handle() {
+	sess := in.c.sess
+	for {
+		in.mu.Lock()
+		if len(in.q) == 0 {
+			in.busy = false
+			in.q = nil // an idle connection keeps no queue
+			in.mu.Unlock()
+			return
+		}
+		f := in.q[0]
+		in.q = in.q[1:]
+		in.mu.Unlock()
+		select {
+		case in.space <- struct{}{}:
+		default:
+		}
+		var err error
+		if f.refusal != nil {
+			sess.Refuse("", f.refusal)
+		} else {
+			err = sess.HandleRaw(in.ctx, f.data)
+		}
+		if errors.Is(err, broker.ErrSessionClosed) {
+			in.mu.Lock()
+			in.ended = true
+			in.mu.Unlock()
+			_ = in.c.ws.Close()
 		}
 	}
 }
@@ -278,58 +396,50 @@ func (c *conn) join(ctx context.Context, max int) (*broker.Joined, error) {
 	return joined, err
 }
 
-// write owns every write: the welcome, then whatever the mailbox gives, and
-// pings. It ends the connection when it returns.
-func (c *conn) write(sess *broker.Session, att *broker.Attachment, joined *broker.Joined) {
-	defer c.ws.Close()
-	wt := c.t.opts.WriteTimeout
-	send := func(data []byte) bool {
-		_ = c.ws.SetWriteDeadline(time.Now().Add(wt))
-		if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
-			sess.Logger().Info("websocket write failed", "error", err)
-			return false
-		}
-		return true
+// kick starts a flush unless one runs.
+func (c *conn) kick() {
+	if c.flushing.CompareAndSwap(false, true) {
+		go c.flush()
 	}
-	if !send(joined.Welcome) {
-		return
-	}
-	ping := time.NewTicker(c.t.opts.PingInterval)
-	defer ping.Stop()
-	after := joined.After
+}
+
+// flush writes whatever the session has pending, then asks to be kicked
+// when there is more, and ends. A failed write ends the connection.
+func (c *conn) flush() {
 	for {
-		frames, last, wait, err := sess.Pending(after)
+		frames, last, err := c.att.Take(c.after)
+		if errors.Is(err, broker.ErrSuperseded) {
+			return
+		}
 		if err != nil {
 			var pe *broker.Error
 			if errors.As(err, &pe) {
-				send(broker.ErrorFrame(pe))
+				_ = c.write(broker.ErrorFrame(pe))
 			}
 			c.closeWith(websocket.CloseNormalClosure, "session ended")
 			return
 		}
+		if len(frames) == 0 {
+			c.flushing.Store(false)
+			c.att.OnPending(c.after, c.kick)
+			return
+		}
 		for _, f := range frames {
-			if !send(f) {
+			if err := c.write(f); err != nil {
+				c.sess.Logger().Info("websocket write failed", "error", err)
+				_ = c.ws.Close()
 				return
 			}
 		}
-		after = last
-		if wait == nil {
-			continue
-		}
-		select {
-		case <-wait:
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(wt)); err != nil {
-				return
-			}
-		case <-att.Gone():
-			c.closeWith(4001, "superseded by a newer connection of this session")
-			return
-		case <-c.stopped:
-			c.closeWith(websocket.CloseGoingAway, "broker shutting down")
-			return
-		case <-c.readerDone:
-			return
-		}
+		c.after = last
 	}
+}
+
+// ping writes a ping and sets the timer for the next.
+func (c *conn) ping() {
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.t.opts.WriteTimeout)); err != nil {
+		_ = c.ws.Close()
+		return
+	}
+	c.pinger.Reset(c.t.opts.PingInterval)
 }

@@ -3,8 +3,8 @@ package broker
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Version is the protocol version this package speaks.
@@ -52,13 +52,13 @@ type Envelope struct {
 // wireEnvelope is the envelope as it is decoded; v is kept raw so that its
 // type and value are checked apart.
 type wireEnvelope struct {
-	V       json.RawMessage `json:"v"`
-	Type    string          `json:"type"`
-	ID      string          `json:"id"`
-	Room    string          `json:"room"`
-	From    string          `json:"from"`
-	To      string          `json:"to"`
-	Payload json.RawMessage `json:"payload"`
+	V       json.RawMessage
+	Type    string
+	ID      string
+	Room    string
+	From    string
+	To      string
+	Payload json.RawMessage
 }
 
 // Decode parses and validates one envelope as a client sent it. It refuses
@@ -73,10 +73,15 @@ func Decode(data []byte, maxSize int) (*Envelope, error) {
 	if len(data) == 0 || data[0] != '{' {
 		return nil, Errorf(CodeBadRequest, "envelope must be a JSON object")
 	}
+	if !utf8.Valid(data) {
+		return nil, Errorf(CodeBadRequest, "envelope is not UTF-8")
+	}
 	var w wireEnvelope
-	if err := json.Unmarshal(data, &w); err != nil {
-		e := Errorf(CodeBadRequest, "malformed envelope: %s", jsonProblem(err))
-		e.Ref = lenientID(data)
+	if err := scanEnvelope(data, &w); err != nil {
+		e := Errorf(CodeBadRequest, "malformed envelope: %v", err)
+		if len(w.ID) <= MaxIDLength {
+			e.Ref = w.ID
+		}
 		return nil, e
 	}
 	env := &Envelope{Type: w.Type, ID: w.ID, Room: w.Room, To: w.To, Payload: w.Payload}
@@ -215,30 +220,6 @@ func errorEnvelope(e *Error) *Envelope {
 // with no seq, for a refusal that no session's stream carries (a refused join,
 // an HTTP request for an unknown session).
 func ErrorFrame(e *Error) []byte { return errorEnvelope(e).Encode() }
-
-// lenientID reads a string id from data that failed to decode strictly.
-func lenientID(data []byte) string {
-	var w struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(data, &w) != nil {
-		return ""
-	}
-	var id string
-	if json.Unmarshal(w.ID, &id) != nil || len(id) > MaxIDLength {
-		return ""
-	}
-	return id
-}
-
-// jsonProblem describes a decoding error without echoing the input.
-func jsonProblem(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return "field " + strconv.Quote(te.Field) + " must be a JSON " + te.Type.Kind().String()
-	}
-	return "not valid JSON"
-}
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

@@ -33,7 +33,7 @@ func TestDecodeRefusals(t *testing.T) {
 		{"trailing garbage", `{"type":"ping"} x`, CodeBadRequest, ""},
 		{"two objects", `{"type":"ping"}{"type":"ping"}`, CodeBadRequest, ""},
 		{"single quotes", `{'type':'ping'}`, CodeBadRequest, ""},
-		{"truncated with id", `{"id":"m1","type":"ping"`, CodeBadRequest, ""},
+		{"truncated with id", `{"id":"m1","type":"ping"`, CodeBadRequest, "m1"},
 
 		// Wrong JSON types. The id is still read when it is a string.
 		{"type number", `{"id":"m1","type":5}`, CodeBadRequest, "m1"},

@@ -38,11 +38,16 @@ func WSURL(base string) string {
 	return "ws" + strings.TrimPrefix(base, "http") + "/v1/ws"
 }
 
-// WSConn is a WebSocket peer connection.
-type WSConn struct{ WS *websocket.Conn }
+// WSConn is a WebSocket peer connection. Send is safe for concurrent use.
+type WSConn struct {
+	WS *websocket.Conn
+	mu sync.Mutex // serialises writes
+}
 
 // Send implements brokertest.Conn.
 func (c *WSConn) Send(ctx context.Context, data []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	d, _ := ctx.Deadline()
 	_ = c.WS.SetWriteDeadline(d)
 	return c.WS.WriteMessage(websocket.TextMessage, data)

@@ -50,6 +50,9 @@ type Options struct {
 	// Ready reports whether the node can serve; /readyz answers 503 with its
 	// error otherwise. Default: ready while not shutting down.
 	Ready func() error
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request headers (slowloris). Default: ReadHeaderTimeout.
+	ReadHeaderTimeout time.Duration
 }
 
 // Server serves a broker's HTTP transports and operations endpoints.
@@ -68,6 +71,9 @@ func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 	}
 	if opts.Gatherer == nil {
 		opts.Gatherer = prometheus.DefaultGatherer
+	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = ReadHeaderTimeout
 	}
 	s := &Server{opts: opts, b: b}
 	r := chi.NewRouter()
@@ -98,7 +104,7 @@ func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 	s.srv = &http.Server{
 		Addr:              opts.Addr,
 		Handler:           r,
-		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
 		WriteTimeout:      WriteTimeout,
 		IdleTimeout:       IdleTimeout,

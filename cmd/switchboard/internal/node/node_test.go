@@ -298,3 +298,63 @@ func TestOperationsEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLogsHoldNoSecrets traces a whole call at debug level with every
+// envelope logged, and checks that no token or session secret shows.
+func TestLogsHoldNoSecrets(t *testing.T) {
+	var logs syncBuffer
+	cfg := config.Default()
+	cfg.TokenSecret = "log-test-secret"
+	cfg.LogEnvelopes = true
+	n, err := node.New(cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Start(ln)
+	base := "http://" + ln.Addr().String()
+	tokA, _ := broker.NewToken([]byte(cfg.TokenSecret), "r", "a", time.Minute)
+	tokB, _ := broker.NewToken([]byte(cfg.TokenSecret), "r", "b", time.Minute)
+	a, _ := brokertest.Join(t, transporttest.WebSocket(transporttest.WSURL(base)), "r", "a", "token", `"`+tokA+`"`)
+	b, _ := brokertest.Join(t, transporttest.LongPoll(base), "r", "b", "token", `"`+tokB+`"`)
+	a.Send(`{"type":"offer","to":"b","payload":{"type":"offer","sdp":"x"}}`)
+	b.Expect("offer")
+	b.Send(`{"type":"nonsense"}`)
+	b.ExpectError("unknown-type", "")
+	joinRefusedWithToken := `{"type":"join","room":"r","payload":{"peer":"c","token":"` + tokA + `"}}`
+	b2, _ := transporttest.LongPoll(base)(context.Background())
+	_ = b2.Send(context.Background(), []byte(joinRefusedWithToken))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = n.Shutdown(ctx)
+	out := logs.String()
+	if !strings.Contains(out, `"msg":"envelope in"`) || !strings.Contains(out, "forbidden") {
+		t.Fatalf("the trace is missing: %s", out)
+	}
+	for _, secret := range []string{tokA, tokB, a.Session, b.Session, cfg.TokenSecret} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("the log shows a secret %q", secret[:8])
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package httpserver_test
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+)
+
+func serve(t *testing.T, opts httpserver.Options) string {
+	t.Helper()
+	b := broker.New(broker.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := httpserver.New(b, opts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown(t.Context()) })
+	return ln.Addr().String()
+}
+
+// TestSlowlorisDropped: a client that trickles its headers is cut off.
+func TestSlowlorisDropped(t *testing.T) {
+	addr := serve(t, httpserver.Options{ReadHeaderTimeout: 300 * time.Millisecond})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	_, _ = c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n"))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, err := c.Write([]byte("X-Slow: 1\r\n")); err != nil {
+			break
+		}
+		buf := make([]byte, 512)
+		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, err := c.Read(buf)
+		if n > 0 || (err != nil && !isTimeout(err)) {
+			break // answered (408) or closed
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("a slowloris client was never cut off")
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+func TestFilesAndOperations(t *testing.T) {
+	files := fstest.MapFS{
+		"switchboard.js":  {Data: []byte("export const x = 1;")},
+		"demo/index.html": {Data: []byte("<!doctype html><title>demo</title>")},
+	}
+	addr := serve(t, httpserver.Options{Files: files})
+	for path, want := range map[string]string{
+		"/client/switchboard.js": "export const x",
+		"/":                      "<title>demo</title>",
+		"/healthz":               "ok",
+		"/readyz":                "ready",
+	} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(bufio.NewReader(resp.Body))
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("%s: %d %q", path, resp.StatusCode, body)
+		}
+	}
+	if resp, err := http.Get("http://" + addr + "/debug/pprof/"); err != nil || resp.StatusCode == 200 {
+		t.Errorf("pprof served without being asked for")
+	}
+}

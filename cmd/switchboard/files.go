@@ -1,7 +1,11 @@
 package main
 
-import "io/fs"
+import (
+	"io/fs"
+
+	jsclient "github.com/switchboard-rtc/switchboard/clients/js"
+)
 
 // clientFiles is the browser client and demo page that serve puts at
 // /client/ and /.
-func clientFiles() fs.FS { return nil }
+func clientFiles() fs.FS { return jsclient.Files }

@@ -2,6 +2,7 @@
 //
 //	switchboard serve [flags]     run a broker node
 //	switchboard token [flags]     print a join token
+//	switchboard peer [flags]      a headless WebRTC peer: call or answer, echo
 //	switchboard bench [flags]     load-test a running broker
 //	switchboard version           print the version
 //
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return token(rest, stdout, stderr)
 	case "bench":
 		return bench(ctx, rest, stdout)
+	case "peer":
+		return peer(ctx, rest, stdout)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
@@ -63,6 +66,7 @@ func usage(w io.Writer) {
 Usage:
   switchboard serve [-config file.yaml] [flags]   run a broker node (defaults: :8080, websocket + longpoll)
   switchboard token -room R [-peer P] [-ttl 1h]   print a join token (needs the token secret)
+  switchboard peer -room R [-call P] [-echo]      a headless WebRTC peer (pion): call or answer, one line per event
   switchboard bench [flags]                       load-test a running broker, print JSON figures
   switchboard version                             print the version
 

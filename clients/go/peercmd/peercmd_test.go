@@ -1,0 +1,194 @@
+package peercmd_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-rtc/switchboard/clients/go/internal/testbroker"
+	"github.com/switchboard-rtc/switchboard/clients/go/peercmd"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) has(line string) bool {
+	for _, l := range strings.Split(s.String(), "\n") {
+		if strings.HasPrefix(l, line) {
+			return true
+		}
+	}
+	return false
+}
+
+type run struct {
+	out  syncBuffer
+	err  error
+	done chan struct{}
+}
+
+func start(ctx context.Context, args ...string) *run {
+	r := &run{done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = peercmd.Main(ctx, args, &r.out)
+	}()
+	return r
+}
+
+func (r *run) wait(t *testing.T, name string) {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not exit; printed:\n%s", name, r.out.String())
+	}
+	if r.err != nil {
+		t.Fatalf("%s: %v; printed:\n%s", name, r.err, r.out.String())
+	}
+}
+
+func (r *run) waitFor(t *testing.T, name, line string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !r.out.has(line) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never printed %q; printed:\n%s", name, line, r.out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// One peer answers and echoes, the other calls and sends; both exit after
+// their first message.
+func TestCallAndEcho(t *testing.T) {
+	srv, err := testbroker.Start(testbroker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cases := []struct {
+		name               string
+		bobArgs, aliceArgs []string
+		aliceFirst         bool
+	}{
+		{"websocket", nil, nil, false},
+		{"longpoll-websocket", []string{"-transport", "longpoll"}, nil, false},
+		{"gather-all", []string{"-gather-all", "-transport", "longpoll"}, []string{"-gather-all", "-transport", "longpoll"}, false},
+		{"caller-first", nil, nil, true},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			room := fmt.Sprint("cmd-", i)
+			common := []string{"-url", srv.URL, "-room", room, "-loopback"}
+			bobArgs := append(append(append([]string{}, common...), "-peer", "bob", "-echo", "-exit-after-message"), tc.bobArgs...)
+			aliceArgs := append(append(append([]string{}, common...), "-peer", "alice", "-call", "bob", "-send", "hello bob", "-exit-after-message"), tc.aliceArgs...)
+			var alice, bob *run
+			if tc.aliceFirst {
+				alice = start(ctx, aliceArgs...)
+				alice.waitFor(t, "alice", "joined ")
+				bob = start(ctx, bobArgs...)
+			} else {
+				bob = start(ctx, bobArgs...)
+				bob.waitFor(t, "bob", "joined ")
+				alice = start(ctx, aliceArgs...)
+			}
+			alice.wait(t, "alice")
+			bob.wait(t, "bob")
+			t.Logf("alice printed:\n%s\nbob printed:\n%s", alice.out.String(), bob.out.String())
+			for _, want := range []string{
+				"joined room=" + room + " peer=alice",
+				"calling peer=bob",
+				"offer-sent peer=bob",
+				"answer-received peer=bob",
+				"datachannel-open peer=bob",
+				`message-sent peer=bob text="hello bob"`,
+				`message-received peer=bob text="hello bob"`,
+			} {
+				if !alice.out.has(want) {
+					t.Errorf("alice did not print %q; printed:\n%s", want, alice.out.String())
+				}
+			}
+			for _, want := range []string{
+				"joined room=" + room + " peer=bob",
+				"incoming-call peer=alice",
+				"offer-received peer=alice",
+				"answer-sent peer=alice",
+				"ice-state peer=alice state=connected",
+				`message-received peer=alice text="hello bob"`,
+				`message-sent peer=alice text="hello bob" echo=true`,
+			} {
+				if !bob.out.has(want) {
+					t.Errorf("bob did not print %q; printed:\n%s", want, bob.out.String())
+				}
+			}
+			gatherAll := strings.Contains(tc.name, "gather-all")
+			if got := alice.out.has("candidate-sent "); got == gatherAll {
+				t.Errorf("alice trickled candidates: %v; printed:\n%s", got, alice.out.String())
+			}
+		})
+	}
+}
+
+// The peer exits when its context ends, and says bye to its calls.
+func TestStopsOnContext(t *testing.T) {
+	srv, err := testbroker.Start(testbroker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bobCtx, stopBob := context.WithCancel(ctx)
+	common := []string{"-url", srv.URL, "-room", "stop", "-loopback"}
+	bob := start(bobCtx, append(common, "-peer", "bob")...)
+	bob.waitFor(t, "bob", "joined ")
+	alice := start(ctx, append(common, "-peer", "alice", "-call", "bob")...)
+	alice.waitFor(t, "alice", "datachannel-open peer=bob")
+	stopBob()
+	bob.wait(t, "bob")
+	alice.waitFor(t, "alice", "bye peer=bob")
+	alice.waitFor(t, "alice", "peer-left peer=bob reason=leave")
+	cancel()
+	alice.wait(t, "alice")
+}
+
+func TestFlags(t *testing.T) {
+	var out syncBuffer
+	if err := peercmd.Main(context.Background(), []string{"-h"}, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	if !strings.Contains(out.String(), "-call") {
+		t.Fatalf("usage: %s", out.String())
+	}
+	if err := peercmd.Main(context.Background(), []string{"stray"}, &out); err == nil {
+		t.Fatal("stray argument accepted")
+	}
+	err := peercmd.Main(context.Background(), []string{"-url", "http://127.0.0.1:1", "-room", "x"}, &out)
+	if err == nil {
+		t.Fatal("joined a broker that is not there")
+	}
+}

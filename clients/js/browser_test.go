@@ -1,0 +1,359 @@
+package jsclient_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/clients/go/peercmd"
+	jsclient "github.com/switchboard-rtc/switchboard/clients/js"
+	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/transports/longpoll"
+	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
+)
+
+// chromiumPath finds Debian's Chromium. Under CI a missing browser fails the
+// test; elsewhere it skips.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if p == "" {
+			continue
+		}
+		if _, err := exec.LookPath(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed: .ci/run installs Debian's chromium package")
+	}
+	t.Skip("chromium is not installed")
+	return ""
+}
+
+// newBrowser starts headless Chromium with a fake camera, for the test.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
+		chromedp.WindowSize(1280, 800),
+	}
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	bctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(cancelB)
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return bctx
+}
+
+// tab opens a new tab at url and waits until its page script is ready.
+func tab(t *testing.T, browser context.Context, url string) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelT)
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("opening %s: %v", url, err)
+	}
+	waitFor(t, ctx, "the page's script", `window.ready === true`, 15*time.Second)
+	return ctx
+}
+
+// eval runs a JavaScript expression in the tab, awaiting a promise, and
+// returns its value.
+func eval[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+	return v
+}
+
+// waitFor evaluates a JavaScript condition (a promise is awaited) until it
+// is true.
+func waitFor(t *testing.T, ctx context.Context, what, js string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js, chromedp.EvalAwaitPromise))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({states: st.states, sig: st.sigStates, errors: st.errors, messages: st.messages, tracks: st.tracks, transport: st.transport})`))
+			t.Fatalf("waiting for %s: %v (page state %s)", what, err, state)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// broker serves a broker with both HTTP transports, the client files and
+// the test page; refuseUpgrades makes every WebSocket upgrade fail, as a
+// proxy that blocks them would.
+func startBroker(t *testing.T, refuseUpgrades bool) string {
+	t.Helper()
+	b := broker.New(broker.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ws, lp := wstransport.New(wstransport.Options{}), longpoll.New(longpoll.Options{})
+	srv := httpserver.New(b, httpserver.Options{Files: jsclient.Files}, ws, lp)
+	page, err := os.ReadFile(filepath.Join("testdata", "e2e.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/e2e.html", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(page)
+	})
+	mux.HandleFunc("/v1/ws", func(w http.ResponseWriter, r *http.Request) {
+		if refuseUpgrades {
+			http.Error(w, "upgrades are blocked here", http.StatusForbidden)
+			return
+		}
+		srv.Handler().ServeHTTP(w, r)
+	})
+	mux.Handle("/", srv.Handler())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux}
+	go func() { _ = hs.Serve(ln) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, tr := range []broker.Transport{ws, lp} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = tr.Run(ctx, b) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		_ = hs.Close()
+		b.Close(broker.ReasonKicked)
+	})
+	return "http://" + ln.Addr().String()
+}
+
+type startArgs struct {
+	Room      string `json:"room"`
+	Peer      string `json:"peer"`
+	Transport string `json:"transport"`
+	Call      string `json:"call,omitempty"`
+	Video     bool   `json:"video"`
+	Greeting  string `json:"greeting,omitempty"`
+	Echo      bool   `json:"echo"`
+}
+
+func start(t *testing.T, ctx context.Context, a startArgs) string {
+	t.Helper()
+	return eval[string](t, ctx, fmt.Sprintf(`start(%s)`, jsonMarshal(a)))
+}
+
+// TestBrowsersCall: two pages in one room connect a data channel and a
+// fake-camera video track each way, with frames decoded on the far side,
+// for every pairing of transports.
+func TestBrowsersCall(t *testing.T) {
+	browser := newBrowser(t)
+	base := startBroker(t, false)
+	for _, pair := range [][2]string{{"websocket", "websocket"}, {"longpoll", "longpoll"}, {"websocket", "longpoll"}} {
+		t.Run(pair[0]+"-"+pair[1], func(t *testing.T) {
+			room := "call-" + pair[0] + "-" + pair[1]
+			callee := tab(t, browser, base+"/e2e.html")
+			caller := tab(t, browser, base+"/e2e.html")
+			if got := start(t, callee, startArgs{Room: room, Peer: "bob", Transport: pair[1], Video: true, Echo: true}); got != pair[1] {
+				t.Fatalf("callee transport %q", got)
+			}
+			if got := start(t, caller, startArgs{Room: room, Peer: "alice", Transport: pair[0], Call: "bob", Video: true, Greeting: "hello bob"}); got != pair[0] {
+				t.Fatalf("caller transport %q", got)
+			}
+			waitFor(t, callee, "the greeting", `st.messages.includes("hello bob")`, 30*time.Second)
+			waitFor(t, caller, "the echo", `st.messages.includes("echo: hello bob")`, 15*time.Second)
+			waitFor(t, callee, "video frames decoded at bob", `framesDecoded().then(n => n > 5)`, 30*time.Second)
+			waitFor(t, caller, "video frames decoded at alice", `framesDecoded().then(n => n > 5)`, 30*time.Second)
+		})
+	}
+}
+
+// TestAutoFallsBackToLongPoll: with WebSocket upgrades refused, "auto" ends up on long-polling.
+func TestAutoFallsBackToLongPoll(t *testing.T) {
+	browser := newBrowser(t)
+	base := startBroker(t, true)
+	callee := tab(t, browser, base+"/e2e.html")
+	caller := tab(t, browser, base+"/e2e.html")
+	if got := start(t, callee, startArgs{Room: "auto", Peer: "bob", Transport: "auto", Echo: true}); got != "longpoll" {
+		t.Fatalf("auto chose %q with upgrades refused", got)
+	}
+	start(t, caller, startArgs{Room: "auto", Peer: "alice", Transport: "auto", Call: "bob", Greeting: "over long-polling"})
+	waitFor(t, caller, "the echo", `st.messages.includes("echo: over long-polling")`, 30*time.Second)
+}
+
+// proxy forwards TCP connections to target until Cut, which severs them all.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); p.Cut() })
+	return p
+}
+
+func (p *proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestSignalingCutMidCall: one page's signaling connection is cut during a
+// call; it reconnects and resumes, and a renegotiation (a track added
+// afterwards) still completes.
+func TestSignalingCutMidCall(t *testing.T) {
+	browser := newBrowser(t)
+	base := startBroker(t, false)
+	px := newProxy(t, strings.TrimPrefix(base, "http://"))
+	callee := tab(t, browser, base+"/e2e.html")
+	caller := tab(t, browser, "http://"+px.ln.Addr().String()+"/e2e.html")
+	start(t, callee, startArgs{Room: "cut", Peer: "bob", Transport: "websocket", Echo: true})
+	start(t, caller, startArgs{Room: "cut", Peer: "alice", Transport: "websocket", Call: "bob", Greeting: "before the cut"})
+	waitFor(t, caller, "the call", `st.messages.includes("echo: before the cut")`, 30*time.Second)
+	px.Cut()
+	waitFor(t, caller, "a reconnect", `(st.sigStates || []).includes("reconnecting")`, 15*time.Second)
+	waitFor(t, caller, "the resume", `st.sig.state === "open"`, 20*time.Second)
+	eval[bool](t, caller, `addCanvasTrack()`)
+	waitFor(t, callee, "the added track to arrive", `st.tracks >= 1`, 30*time.Second)
+	waitFor(t, callee, "its frames", `framesDecoded().then(n => n > 5)`, 30*time.Second)
+	eval[bool](t, caller, `(st.dc.send("after the cut"), true)`)
+	waitFor(t, caller, "the echo after the cut", `st.messages.includes("echo: after the cut")`, 15*time.Second)
+}
+
+// lineBuffer collects a command's output lines, safe for concurrent use.
+type lineBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lineBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lineBuffer) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Contains(l.b.String(), s)
+}
+
+func (l *lineBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// runPeer runs `switchboard peer` in the process until the test ends.
+func runPeer(t *testing.T, args ...string) *lineBuffer {
+	t.Helper()
+	out := &lineBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := peercmd.Main(ctx, args, out); err != nil && ctx.Err() == nil {
+			t.Errorf("peer %v: %v", args, err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return out
+}
+
+func waitLine(t *testing.T, out *lineBuffer, line string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !out.has(line) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q from the Go peer:\n%s", line, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestGoPeerAndBrowser: a Go peer (pion) and a browser page connect a data
+// channel across transports, each way round.
+func TestGoPeerAndBrowser(t *testing.T) {
+	browser := newBrowser(t)
+	base := startBroker(t, false)
+	t.Run("browser-calls-go", func(t *testing.T) {
+		out := runPeer(t, "-url", base, "-room", "b2g", "-peer", "gopher", "-transport", "longpoll", "-echo")
+		waitLine(t, out, "joined", 10*time.Second)
+		page := tab(t, browser, base+"/e2e.html")
+		start(t, page, startArgs{Room: "b2g", Peer: "browser", Transport: "websocket", Call: "gopher", Greeting: "hi from chromium"})
+		// The Go peer echoes verbatim: the page hears its own words back.
+		waitFor(t, page, "the Go peer's echo", `st.messages.includes("hi from chromium")`, 30*time.Second)
+		waitLine(t, out, `message-received peer=browser text="hi from chromium"`, 5*time.Second)
+	})
+	t.Run("go-calls-browser", func(t *testing.T) {
+		page := tab(t, browser, base+"/e2e.html")
+		start(t, page, startArgs{Room: "g2b", Peer: "browser", Transport: "longpoll", Echo: true})
+		out := runPeer(t, "-url", base, "-room", "g2b", "-peer", "gopher", "-transport", "websocket", "-call", "browser", "-send", "hi from pion")
+		waitFor(t, page, "the Go peer's message", `st.messages.includes("hi from pion")`, 30*time.Second)
+		waitLine(t, out, `text="echo: hi from pion"`, 15*time.Second)
+	})
+}

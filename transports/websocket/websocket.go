@@ -2,6 +2,7 @@ package wstransport
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -211,10 +212,54 @@ func (c *conn) read(max int) ([]byte, error) {
 	return data, nil
 }
 
-// write writes one frame within the write timeout.
-func (c *conn) write(data []byte) error {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
-	return c.ws.WriteMessage(websocket.TextMessage, data)
+// write writes one envelope as a text frame within the write timeout.
+func (c *conn) write(data []byte) error { return c.writeFrames([][]byte{data}) }
+
+// writeFrames writes envelopes as text frames, as many as fit in one
+// buffer per write call: a busy connection's queue goes out in few system
+// calls. Frames are built here rather than by gorilla's writer, which
+// writes each message on its own; a data frame is written whole by one
+// call, so gorilla's control frames (pings, close), written whole by theirs,
+// never land inside one.
+func (c *conn) writeFrames(frames [][]byte) error {
+	bp := batchPool.Get().(*[]byte)
+	defer batchPool.Put(bp)
+	nc := c.ws.NetConn()
+	_ = nc.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
+	for len(frames) > 0 {
+		b := (*bp)[:0]
+		for len(frames) > 0 && (len(b) == 0 || len(b)+len(frames[0])+10 <= batchSize) {
+			b = appendTextFrame(b, frames[0])
+			frames = frames[1:]
+		}
+		*bp = b
+		if _, err := nc.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batchSize is how many bytes of frames one write call carries at most
+// (a larger single frame goes alone).
+const batchSize = 32 << 10
+
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, batchSize); return &b }}
+
+// appendTextFrame appends a final, unmasked text frame holding payload
+// (RFC 6455, section 5.2).
+func appendTextFrame(b, payload []byte) []byte {
+	n := len(payload)
+	switch {
+	case n < 126:
+		b = append(b, 0x81, byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 0x81, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x81, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
 }
 
 // serve admits the peer, then hands the connection to a fresh goroutine for
@@ -424,12 +469,10 @@ func (c *conn) flush() {
 			c.att.OnPending(c.after, c.kick)
 			return
 		}
-		for _, f := range frames {
-			if err := c.write(f); err != nil {
-				c.sess.Logger().Info("websocket write failed", "error", err)
-				_ = c.ws.Close()
-				return
-			}
+		if err := c.writeFrames(frames); err != nil {
+			c.sess.Logger().Info("websocket write failed", "error", err)
+			_ = c.ws.Close()
+			return
 		}
 		c.after = last
 	}

@@ -138,8 +138,15 @@ func (c *Config) TransportNames() []string {
 // from its section, with AllowedOrigins defaulting to the top-level list.
 func (c *Config) TransportDecoder(name string) func(v any) error {
 	return func(v any) error {
-		if node, ok := c.Transports[name]; ok && node.Kind != 0 {
-			if err := node.Decode(v); err != nil {
+		if node, ok := c.Transports[name]; ok && node.Kind != 0 && node.Tag != "!!null" {
+			// Through text again, so that unknown keys are refused here too.
+			text, err := yaml.Marshal(&node)
+			if err != nil {
+				return fmt.Errorf("config: transports.%s: %w", name, err)
+			}
+			dec := yaml.NewDecoder(bytes.NewReader(text))
+			dec.KnownFields(true)
+			if err := dec.Decode(v); err != nil {
 				return fmt.Errorf("config: transports.%s: %w", name, err)
 			}
 		}

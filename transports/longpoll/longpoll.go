@@ -232,7 +232,7 @@ func (t *Transport) poll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	waitSec, err := queryUint(q.Get("wait"), uint64(DefaultWait/time.Second))
-	if err != nil || time.Duration(waitSec)*time.Second > MaxWait {
+	if err != nil || waitSec > uint64(MaxWait/time.Second) {
 		t.refuse(w, r, broker.Errorf(broker.CodeBadRequest, "wait must be a whole number of seconds, at most %d", int(MaxWait/time.Second)))
 		return
 	}

@@ -130,8 +130,7 @@ export function connect(options) {
  *
  * When the connection drops, the client reconnects with exponential backoff and resumes the
  * session: nothing is lost and nothing is delivered twice, and messages sent meanwhile are
- * queued and sent after the resume. Use it from one page; it is not meant to be shared
- * between workers.
+ * queued and sent after the resume.
  */
 export class Signaling extends EventTarget {
   #options;
@@ -403,7 +402,8 @@ export class Signaling extends EventTarget {
   async #recover(cause) {
     this.#setState("reconnecting");
     let resume = cause.code !== "session-expired";
-    for (let failures = 0; ; failures++) {
+    let failures = 0;
+    for (;;) {
       if (resume || failures > 0) await this.#pause(this.#backoff(failures));
       if (this.#state === "closed") return;
       try {
@@ -413,12 +413,14 @@ export class Signaling extends EventTarget {
         if (this.#state === "closed") return;
         if (error.code === "session-expired" && resume) {
           resume = false;
-          failures = -1;
-        } else if (FATAL_CODES.has(error.code)) {
+          continue;
+        }
+        if (FATAL_CODES.has(error.code)) {
           this.#emit("error", error);
           this.#shutdown();
           return;
         }
+        failures++;
       }
     }
   }

@@ -244,7 +244,8 @@ class FakeSocket extends EventTarget {
   }
 
   send(data) {
-    if (this.readyState !== 1) throw new Error("send on a WebSocket that is not open");
+    if (this.readyState === 0) throw new DOMException("still connecting", "InvalidStateError");
+    if (this.readyState !== 1) return; // a closing socket drops what it is given, as browsers do
     const envelope = JSON.parse(data);
     this.sent.push(envelope);
     if (this.blackhole) return;

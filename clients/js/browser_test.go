@@ -357,3 +357,54 @@ func TestGoPeerAndBrowser(t *testing.T) {
 		waitLine(t, out, `text="echo: hi from pion"`, 15*time.Second)
 	})
 }
+
+// TestDemoPageCall drives the demo page as a person would: two tabs join a
+// room on different transports, one calls the other by clicking, they chat,
+// and a screenshot of the call is kept as artifacts/demo-call.png.
+func TestDemoPageCall(t *testing.T) {
+	browser := newBrowser(t)
+	base := startBroker(t, false)
+	open := func(name, transport string) context.Context {
+		ctx, cancel := chromedp.NewContext(browser)
+		t.Cleanup(cancel)
+		ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+		t.Cleanup(cancelT)
+		url := fmt.Sprintf("%s/?room=demo&name=%s&transport=%s&media=av", base, name, transport)
+		if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#join")), chromedp.Click(chromedp.CSS("#join"))); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		waitFor(t, ctx, name+" joined", `document.querySelector("#status").dataset.state === "open"`, 20*time.Second)
+		return ctx
+	}
+	bob := open("bob", "longpoll")
+	alice := open("alice", "websocket")
+	waitFor(t, alice, "bob in alice's list", `!!document.querySelector('#peers button[data-peer="bob"]')`, 10*time.Second)
+	if err := chromedp.Do(alice, chromedp.Click(chromedp.CSS(`#peers button[data-peer="bob"]`))); err != nil {
+		t.Fatal(err)
+	}
+	for _, tab := range []context.Context{alice, bob} {
+		waitFor(t, tab, "the far video playing", `(() => { const v = document.querySelector("#remote-video"); return v.readyState >= 2 && v.videoWidth > 0 })()`, 30*time.Second)
+		waitFor(t, tab, "the chat channel", `demo.channel?.readyState === "open"`, 15*time.Second)
+	}
+	if err := chromedp.Do(alice, chromedp.SendKeys(chromedp.CSS("#chat-input"), "hi bob, can you see me?"), chromedp.Click(chromedp.CSS("#chat-send"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, bob, "alice's chat line", `document.querySelector("#chat-log").textContent.includes("can you see me?")`, 10*time.Second)
+	if err := chromedp.Do(bob, chromedp.SendKeys(chromedp.CSS("#chat-input"), "loud and clear"), chromedp.Click(chromedp.CSS("#chat-send"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, alice, "bob's answer", `document.querySelector("#chat-log").textContent.includes("loud and clear")`, 10*time.Second)
+	// The signaling log drew the offer leaving alice and its answer coming back.
+	waitFor(t, alice, "the offer and answer in the log", `!!document.querySelector('#log [data-dir="out"][data-type="offer"]') && !!document.querySelector('#log [data-dir="in"][data-type="answer"]')`, 5*time.Second)
+	png, err := chromedp.Run(alice, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join("..", "..", "artifacts")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "demo-call.png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

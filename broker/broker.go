@@ -165,7 +165,7 @@ func (b *Broker) Join(ctx context.Context, req JoinRequest) (*Joined, error) {
 	if len(req.Meta) > MaxMetaLength {
 		return nil, Errorf(CodeBadRequest, "meta is larger than %d bytes", MaxMetaLength)
 	}
-	if len(req.Meta) > 0 && (req.Meta[0] != '{' && string(req.Meta) != "null") {
+	if len(req.Meta) > 0 && ((req.Meta[0] != '{' && string(req.Meta) != "null") || !json.Valid(req.Meta)) {
 		return nil, Errorf(CodeBadRequest, "meta must be a JSON object")
 	}
 	if string(req.Meta) == "null" {
@@ -225,12 +225,20 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 	}
 	welcome := newFrame(b.welcome(s, members, false))
 	_ = s.enqueue(welcome)
+	for _, m := range members {
+		if m.Peer != s.peer {
+			if s.known == nil {
+				s.known = make(map[string]bool, len(members))
+			}
+			s.known[m.Peer] = true
+		}
+	}
 	// Until a connection attaches, the session waits as a dropped one does.
 	s.mu.Lock()
 	s.timer = time.AfterFunc(s.linger, func() { s.Close(ReasonTimeout) })
 	s.mu.Unlock()
 	for _, other := range r.peers {
-		_ = other.enqueue(newFrame(peerJoined(r.id, s.peer, s.meta)))
+		other.tellJoined(r.id, s.peer, s.meta)
 	}
 	r.peers[s.peer] = s
 	b.flushHeldLocked(r, s.peer)
@@ -358,7 +366,7 @@ func (b *Broker) leave(s *Session, reason string) {
 	if r.peers[s.peer] == s {
 		delete(r.peers, s.peer)
 		for _, other := range r.peers {
-			_ = other.enqueue(newFrame(peerLeft(r.id, s.peer, reason)))
+			other.tellLeft(r.id, s.peer, reason)
 		}
 	}
 	b.dropRoomIfEmptyLocked(r)
@@ -586,12 +594,12 @@ func (b *Broker) remote(ev Event) {
 		}
 	case EventJoined:
 		for _, s := range r.peers {
-			_ = s.enqueue(newFrame(peerJoined(r.id, ev.Peer, ev.Meta)))
+			s.tellJoined(r.id, ev.Peer, ev.Meta)
 		}
 		b.flushHeldLocked(r, ev.Peer)
 	case EventLeft:
 		for _, s := range r.peers {
-			_ = s.enqueue(newFrame(peerLeft(r.id, ev.Peer, ev.Reason)))
+			s.tellLeft(r.id, ev.Peer, ev.Reason)
 		}
 	}
 	b.dropRoomIfEmptyLocked(r)

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
@@ -69,8 +68,7 @@ func Decode(data []byte, maxSize int) (*Envelope, error) {
 	if maxSize > 0 && len(data) > maxSize {
 		return nil, Errorf(CodeTooLarge, "envelope is %d bytes, the limit is %d", len(data), maxSize)
 	}
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 || data[0] != '{' {
+	if i := skipSpace(data, 0); i == len(data) || data[i] != '{' {
 		return nil, Errorf(CodeBadRequest, "envelope must be a JSON object")
 	}
 	if !utf8.Valid(data) {

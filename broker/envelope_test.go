@@ -416,3 +416,19 @@ func TestHTTPStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeRefusesNonJSONWhitespace checks that only JSON's own whitespace
+// (space, tab, CR, LF) may surround an envelope: anything else is not JSON.
+func TestDecodeRefusesNonJSONWhitespace(t *testing.T) {
+	for _, in := range []string{
+		"\v{\"type\":\"ping\"}",
+		"\f{\"type\":\"ping\"}",
+		"{\"type\":\"ping\"}\u00a0", // no-break space
+		"\u0085{\"type\":\"ping\"}", // next line
+		"{\"type\":\"ping\"}\u3000", // ideographic space
+	} {
+		if env, err := Decode([]byte(in), 0); err == nil {
+			t.Errorf("Decode(%q) accepted input that is not JSON: %+v", in, env)
+		}
+	}
+}

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // protocolCodes are the error codes of docs/protocol.md, section 2.
@@ -59,6 +61,16 @@ var envelopeSeeds = []string{
 	`{"type":"message","payload":"\xff\xfe invalid utf-8"}`,
 	`{"type":"message","payload":{"a":1},"payload":{"b":2}}`,
 	`{"type":"message","payload":1}{"type":"ping"}`,
+	`{"typ\u0065":"ping"}`,
+	`{"type":"ping","type":"leave","id":"a","id":"b"}`,
+	`{"type":"ping","id":null}`,
+	`{"type":"message","to":"b\u006fb"}`,
+	`{"type":"message","payload":"\ud800\u0041\/"}`,
+	`{"type":"message","payload":` + strings.Repeat("[", 1001) + strings.Repeat("]", 1001) + `}`,
+	`{"type":"message","payload":-0.0e+00}`,
+	`{"type":"message","payload":01}`,
+	"{\"type\":\"ping\"}\u00a0",
+	"\f{\"type\":\"ping\"}",
 }
 
 func FuzzDecode(f *testing.F) {
@@ -71,6 +83,7 @@ func FuzzDecode(f *testing.F) {
 			max = -max
 		}
 		env, err := Decode(data, max)
+		compareReference(t, data, max, env, err)
 		if err != nil {
 			checkRefusal(t, data, err)
 			return
@@ -234,4 +247,140 @@ func FuzzParseJoin(f *testing.F) {
 		}
 		s.Close(ReasonLeave)
 	})
+}
+
+// compareReference checks Decode's answer against referenceDecode's.
+func compareReference(t *testing.T, data []byte, max int, env *Envelope, err error) {
+	t.Helper()
+	want, code, ref, refKnown := referenceDecode(data, max)
+	if want != nil {
+		if err != nil {
+			t.Fatalf("Decode(%q) refused valid input: %v", data, err)
+		}
+		if env.Type != want.Type || env.ID != want.ID || env.Room != want.Room || env.To != want.To ||
+			!bytes.Equal(env.Payload, want.Payload) || (env.Payload == nil) != (want.Payload == nil) {
+			t.Fatalf("Decode(%q) = %+v (payload %q), want %+v (payload %q)", data, env, env.Payload, want, want.Payload)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("Decode(%q) accepted input that is refused with %s", data, code)
+	}
+	pe := AsError(err)
+	if pe.Code != code || refKnown && pe.Ref != ref {
+		t.Fatalf("Decode(%q) refused with %s ref %q (%s), want %s ref %q", data, pe.Code, pe.Ref, pe.Message, code, ref)
+	}
+}
+
+// referenceDecode is a slow, plain reading of docs/protocol.md, section 1,
+// on top of encoding/json, to check Decode against: field names match
+// exactly (a name written with escapes is an unknown field); the last of two
+// fields of one name counts; string fields must be JSON strings; nesting is
+// at most 1000 deep. It returns the envelope, or the refusal's code and ref
+// (refKnown false: any ref is fine, the input being no JSON).
+func referenceDecode(data []byte, max int) (env *Envelope, code Code, ref string, refKnown bool) {
+	if max > 0 && len(data) > max {
+		return nil, CodeTooLarge, "", true
+	}
+	data = bytes.Trim(data, " \t\r\n") // JSON white space only, as Decode does
+	if len(data) == 0 || data[0] != '{' || !utf8.Valid(data) {
+		return nil, CodeBadRequest, "", true
+	}
+	if !json.Valid(data) || depth(data) > 1000 {
+		return nil, CodeBadRequest, "", false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	_, _ = dec.Token() // {
+	var (
+		w       wireEnvelope
+		typeErr bool
+	)
+	for dec.More() {
+		start := dec.InputOffset()
+		tok, _ := dec.Token()
+		key := tok.(string)
+		rawKey := bytes.TrimLeft(data[start:dec.InputOffset()], " \t\r\n,")
+		var v json.RawMessage
+		_ = dec.Decode(&v)
+		if bytes.IndexByte(rawKey, '\\') >= 0 {
+			continue
+		}
+		var dst *string
+		switch key {
+		case "v":
+			w.V = v
+		case "payload":
+			w.Payload = v
+		case "type":
+			dst = &w.Type
+		case "id":
+			dst = &w.ID
+		case "room":
+			dst = &w.Room
+		case "from":
+			dst = &w.From
+		case "to":
+			dst = &w.To
+		}
+		if dst != nil {
+			if v[0] != '"' {
+				typeErr = true
+				continue
+			}
+			_ = json.Unmarshal(v, dst)
+		}
+	}
+	if len(w.ID) <= MaxIDLength {
+		ref = w.ID
+	}
+	if typeErr {
+		return nil, CodeBadRequest, ref, true
+	}
+	if w.V != nil {
+		n, err := strconv.ParseFloat(string(w.V), 64)
+		if err != nil || w.V[0] == '"' {
+			return nil, CodeBadRequest, ref, true
+		}
+		if n != 1 {
+			return nil, CodeUnsupportedVersion, ref, true
+		}
+	}
+	if len(w.ID) > MaxIDLength {
+		return nil, CodeBadRequest, ref, true
+	}
+	switch w.Type {
+	case "":
+		return nil, CodeBadRequest, ref, true
+	case TypeOffer, TypeAnswer, TypeCandidate, TypeBye:
+		if w.To == "" {
+			return nil, CodeBadRequest, ref, true
+		}
+	case TypeMessage, TypeJoin, TypeAck, TypePing, TypeLeave:
+	default:
+		return nil, CodeUnknownType, ref, true
+	}
+	if w.To != "" && !ValidID(w.To) || w.Type == TypeJoin && !ValidID(w.Room) {
+		return nil, CodeBadRequest, ref, true
+	}
+	return &Envelope{Type: w.Type, ID: w.ID, Room: w.Room, To: w.To, Payload: w.Payload}, "", "", true
+}
+
+// depth is how deeply the JSON value data nests.
+func depth(data []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	d, most := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return most
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			d++
+			most = max(most, d)
+		case json.Delim('}'), json.Delim(']'):
+			d--
+		}
+	}
 }

@@ -42,6 +42,7 @@ type Session struct {
 	timer   *time.Timer
 	limiter bucket
 	seen    map[string]time.Time // envelope ids, for dropping retries
+	known   map[string]bool      // the other peers this session was told of
 	swept   time.Time
 }
 
@@ -356,3 +357,33 @@ func (s *Session) end(lastWord *Error, reason string) {
 // Logger returns the session's logger, which names its room, peer, session
 // prefix and transport.
 func (s *Session) Logger() *slog.Logger { return s.log }
+
+// tellJoined tells the session that peer entered its room, unless it knows
+// already (its welcome listed the peer before another node's news of it came).
+// The caller holds the room's lock.
+func (s *Session) tellJoined(room, peer string, meta []byte) {
+	s.mu.Lock()
+	if s.known[peer] {
+		s.mu.Unlock()
+		return
+	}
+	if s.known == nil {
+		s.known = make(map[string]bool)
+	}
+	s.known[peer] = true
+	s.mu.Unlock()
+	_ = s.enqueue(newFrame(peerJoined(room, peer, meta)))
+}
+
+// tellLeft tells the session that peer left its room, if it was told the
+// peer was there. The caller holds the room's lock.
+func (s *Session) tellLeft(room, peer, reason string) {
+	s.mu.Lock()
+	if !s.known[peer] {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.known, peer)
+	s.mu.Unlock()
+	_ = s.enqueue(newFrame(peerLeft(room, peer, reason)))
+}

@@ -22,6 +22,10 @@ const (
 	EventRelay  EventKind = "relay"  // a relayed envelope: for To, or every peer but From when To is empty
 	EventJoined EventKind = "joined" // Peer entered the room (Meta is its meta)
 	EventLeft   EventKind = "left"   // Peer left the room for Reason
+	// With a Store:
+	EventWake  EventKind = "wake"  // the store gave Seq to a message for Session (peer To)
+	EventMoved EventKind = "moved" // Session (peer Peer) is now served by Node
+	EventSlow  EventKind = "slow"  // Session (peer To) stopped taking its messages
 )
 
 // Event is what one node tells the others about a room.
@@ -34,7 +38,9 @@ type Event struct {
 	Meta   json.RawMessage `json:"meta,omitempty"`
 	Reason string          `json:"reason,omitempty"`
 	Type   string          `json:"type,omitempty"` // relay: the envelope's type
-	Body   []byte          `json:"body,omitempty"` // relay: the envelope, encoded without seq
+	Body    []byte          `json:"body,omitempty"`    // relay: the envelope, encoded without seq
+	Session string          `json:"session,omitempty"` // wake, moved, slow: the session concerned
+	Seq     uint64          `json:"seq,omitempty"`     // wake: the seq the message got
 }
 
 // Backplane connects the nodes of a cluster: it owns who is in which room

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -28,6 +29,8 @@ type Broker struct {
 
 	closing     atomic.Bool
 	unsubscribe func()
+	adoptMu     sync.Mutex // one take-over at a time
+	closeOnce   sync.Once
 }
 
 // room holds the sessions of one room on this node, and the messages waiting
@@ -109,6 +112,12 @@ func New(opts Options) *Broker {
 	}
 	b.m = newMetrics(opts.Registerer, b)
 	b.unsubscribe = b.bp.Subscribe(opts.NodeID, b.remote)
+	if opts.Store != nil {
+		stop := make(chan struct{})
+		go b.touchLoop(stop)
+		unsub := b.unsubscribe
+		b.unsubscribe = func() { close(stop); unsub() }
+	}
 	if len(opts.TokenSecret) == 0 {
 		b.log.Warn("NO TOKEN SECRET IS SET: anyone can join any room as any peer. Set token_secret (SWITCHBOARD_TOKEN_SECRET) in production.")
 	}
@@ -130,11 +139,24 @@ func (b *Broker) Sessions() int {
 
 // Session finds a session by its secret: a live one, or one that ended
 // lately (see Session.Closed), whose last messages may still be fetched.
+//
+// With a Store, a session that another node serves (or served, before it
+// died) is taken over by this one.
 func (b *Broker) Session(id string) (*Session, bool) {
 	b.mu.RLock()
 	s, ok := b.sessions[id]
 	b.mu.RUnlock()
-	return s, ok
+	if ok || b.opts.Store == nil || b.closing.Load() {
+		return s, ok
+	}
+	s, err := b.adopt(id)
+	if err != nil {
+		if !errors.Is(err, ErrNoSession) {
+			b.log.Error("taking a session over from the store", "error", err)
+		}
+		return nil, false
+	}
+	return s, true
 }
 
 // Join admits a peer to a room, or resumes its session. Refusals are *Error
@@ -223,6 +245,15 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 		b.dropRoomIfEmptyLocked(r)
 		return nil, err
 	}
+	if st := b.opts.Store; st != nil {
+		rec := SessionRecord{ID: s.id, Room: r.id, Peer: s.peer, Meta: s.meta, Node: b.opts.NodeID}
+		if err := st.Save(ctx, rec, b.storeTTL()); err != nil {
+			_ = b.bp.Release(ctx, req.Room, me)
+			b.dropRoomIfEmptyLocked(r)
+			return nil, err
+		}
+		s.store = st
+	}
 	welcome := newFrame(b.welcome(s, members, false))
 	_ = s.enqueue(welcome)
 	for _, m := range members {
@@ -258,16 +289,25 @@ func (b *Broker) resume(req JoinRequest) (*Joined, error) {
 		return nil, Errorf(CodeSessionExpired, "no session to resume in room %s: start a new one", req.Room)
 	}
 	s.mu.Lock()
-	if req.Resume.LastSeq > s.mb.last {
-		s.mu.Unlock()
+	last, dropped := s.mb.last, s.mb.dropped
+	s.mu.Unlock()
+	if s.store != nil {
+		var err error
+		if last, dropped, err = s.store.Seqs(context.Background(), s.id); err != nil {
+			return nil, err
+		}
+	}
+	if req.Resume.LastSeq > last {
 		return nil, Errorf(CodeBadRequest, "last_seq %d was never sent", req.Resume.LastSeq)
 	}
-	if req.Resume.LastSeq < s.mb.dropped {
-		s.mu.Unlock()
+	if req.Resume.LastSeq < dropped {
 		s.Close(ReasonTimeout)
 		return nil, Errorf(CodeSessionExpired, "messages after seq %d were forgotten: start a new session", req.Resume.LastSeq)
 	}
-	s.mb.ack(req.Resume.LastSeq)
+	if err := s.Ack(req.Resume.LastSeq); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
 	previous := s.transport
 	s.transport = req.Transport
 	s.linger = req.Linger
@@ -382,8 +422,17 @@ func (b *Broker) leave(s *Session, reason string) {
 	// A closed session answers resumes with session-expired for a while, then is forgotten.
 	time.AfterFunc(b.opts.ResumeWindow, func() {
 		b.mu.Lock()
-		delete(b.sessions, s.id)
+		if b.sessions[s.id] == s {
+			delete(b.sessions, s.id)
+		}
 		b.mu.Unlock()
+		if st := b.opts.Store; st != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), storeOp)
+			defer cancel()
+			if err := st.Delete(ctx, s.id); err != nil {
+				s.log.Error("forgetting the session in the store", "error", err)
+			}
+		}
 	})
 	b.m.sessionClosed(s.Transport())
 }
@@ -491,7 +540,21 @@ func (b *Broker) route(ctx context.Context, s *Session, env *Envelope) error {
 			}
 		}
 		r.mu.RUnlock()
-		return b.bp.Publish(ctx, Event{Kind: EventRelay, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Type: f.typ, Body: f.body})
+		if b.opts.Store == nil {
+			return b.bp.Publish(ctx, Event{Kind: EventRelay, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Type: f.typ, Body: f.body})
+		}
+		members, err := b.bp.Members(ctx, r.id)
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			if m.Node != b.opts.NodeID && m.Peer != s.peer {
+				if err := b.deliverRemote(ctx, r.id, s.peer, m, f); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
 	if env.To == s.peer {
 		return Errorf(CodeBadRequest, "a peer cannot send to itself")
@@ -509,11 +572,30 @@ func (b *Broker) route(ctx context.Context, s *Session, env *Envelope) error {
 	}
 	for _, m := range members {
 		if m.Peer == env.To && m.Node != b.opts.NodeID {
-			return b.bp.Publish(ctx, Event{Kind: EventRelay, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, To: env.To, Type: f.typ, Body: f.body})
+			return b.deliverRemote(ctx, r.id, s.peer, m, f)
 		}
 	}
 	b.hold(r, env.To, f, s, env.ID)
 	return nil
+}
+
+// deliverRemote hands f, from peer from, to member m, served by another
+// node: into its mailbox in the store, with word to its node, or over the
+// backplane to its node when there is no store.
+func (b *Broker) deliverRemote(ctx context.Context, room, from string, m Member, f frame) error {
+	st := b.opts.Store
+	if st == nil {
+		return b.bp.Publish(ctx, Event{Kind: EventRelay, Node: b.opts.NodeID, Room: room, Peer: from, To: m.Peer, Type: f.typ, Body: f.body})
+	}
+	seq, slow, err := st.Push(ctx, m.Session, f.typ, f.body, b.opts.MailboxMessages)
+	if err != nil {
+		return err
+	}
+	kind := EventWake
+	if slow {
+		kind = EventSlow
+	}
+	return b.bp.Publish(ctx, Event{Kind: kind, Node: b.opts.NodeID, Room: room, To: m.Peer, Session: m.Session, Seq: seq})
 }
 
 // hold keeps f for peer to, who is not in room r, for the offline hold.
@@ -561,12 +643,27 @@ func (b *Broker) flushHeldLocked(r *room, peer string) {
 	}
 	delete(r.held, peer)
 	t := r.peers[peer]
+	var remote Member
+	if t == nil {
+		remote = Member{Peer: peer}
+		if b.opts.Store != nil {
+			members, err := b.bp.Members(context.Background(), r.id)
+			if err != nil {
+				b.log.Error("looking up a peer for its held messages", "room", r.id, "error", err)
+			}
+			for _, m := range members {
+				if m.Peer == peer {
+					remote = m
+				}
+			}
+		}
+	}
 	for _, h := range q {
 		h.timer.Stop()
 		if t != nil {
 			_ = t.enqueue(h.f)
-		} else {
-			_ = b.bp.Publish(context.Background(), Event{Kind: EventRelay, Node: b.opts.NodeID, Room: r.id, To: peer, Type: h.f.typ, Body: h.f.body})
+		} else if err := b.deliverRemote(context.Background(), r.id, "", remote, h.f); err != nil {
+			b.log.Error("delivering a held message", "room", r.id, "error", err)
 		}
 	}
 }
@@ -601,8 +698,116 @@ func (b *Broker) remote(ev Event) {
 		for _, s := range r.peers {
 			s.tellLeft(r.id, ev.Peer, ev.Reason)
 		}
+	case EventWake:
+		if s := r.peers[ev.To]; s != nil && s.id == ev.Session {
+			s.heard(ev.Seq)
+		}
+	case EventSlow:
+		if s := r.peers[ev.To]; s != nil && s.id == ev.Session {
+			go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d waited", b.opts.MailboxMessages), ReasonTimeout)
+		}
+	case EventMoved:
+		if s := r.peers[ev.Peer]; s != nil && s.id == ev.Session {
+			delete(r.peers, ev.Peer)
+			go b.drop(s)
+		}
 	}
 	b.dropRoomIfEmptyLocked(r)
+}
+
+// adopt takes over, from the store, a session that another node served.
+func (b *Broker) adopt(id string) (*Session, error) {
+	b.adoptMu.Lock()
+	defer b.adoptMu.Unlock()
+	b.mu.RLock()
+	s, ok := b.sessions[id]
+	b.mu.RUnlock()
+	if ok {
+		return s, nil
+	}
+	st := b.opts.Store
+	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
+	defer cancel()
+	rec, err := st.Load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	last, _, err := st.Seqs(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s = &Session{
+		b:         b,
+		id:        id,
+		peer:      rec.Peer,
+		meta:      rec.Meta,
+		linger:    b.opts.ResumeWindow,
+		limiter:   newBucket(b.opts.Rate, b.opts.Burst),
+		store:     st,
+		storeLast: last,
+	}
+	r := b.lockRoom(rec.Room, true)
+	defer r.mu.Unlock()
+	s.room = r
+	s.log = b.log.With("session", s, "transport", "")
+	me := Member{Peer: s.peer, Meta: s.meta, Session: id, Node: b.opts.NodeID}
+	if err := b.bp.Claim(ctx, r.id, me); err != nil {
+		b.dropRoomIfEmptyLocked(r)
+		return nil, err // another session holds the id now: this one is over
+	}
+	rec.Node = b.opts.NodeID
+	if err := st.Save(ctx, rec, b.storeTTL()); err != nil {
+		return nil, err
+	}
+	members, err := b.bp.Members(ctx, r.id)
+	if err != nil {
+		return nil, err
+	}
+	s.known = make(map[string]bool, len(members))
+	for _, m := range members {
+		if m.Peer != s.peer {
+			s.known[m.Peer] = true
+		}
+	}
+	r.peers[s.peer] = s
+	b.flushHeldLocked(r, s.peer)
+	s.timer = time.AfterFunc(s.linger, func() { s.Close(ReasonTimeout) })
+	b.mu.Lock()
+	b.sessions[id] = s
+	b.count++
+	b.mu.Unlock()
+	_ = b.bp.Publish(ctx, Event{Kind: EventMoved, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Session: id})
+	b.m.sessionOpened("")
+	s.log.Info("session taken over", "from", rec.Node)
+	return s, nil
+}
+
+// drop forgets a session that another node took over, without telling
+// anyone it left: its connection here is closed, and the session goes on
+// there.
+func (b *Broker) drop(s *Session) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.releaseConnLocked()
+	s.wakeLocked()
+	transport := s.transport
+	s.mu.Unlock()
+	b.mu.Lock()
+	if b.sessions[s.id] == s {
+		delete(b.sessions, s.id)
+	}
+	b.count--
+	b.mu.Unlock()
+	b.m.sessionClosed(transport)
+	s.log.Info("session moved to another node")
 }
 
 // Drain stops admitting joins: from now on Join answers that the broker is
@@ -620,9 +825,13 @@ func (b *Broker) Close(reason string) {
 	}
 	b.mu.RUnlock()
 	for _, s := range all {
-		s.Close(reason)
+		if b.opts.Store != nil {
+			b.drop(s) // it may resume on another node
+		} else {
+			s.Close(reason)
+		}
 	}
-	b.unsubscribe()
+	b.closeOnce.Do(b.unsubscribe)
 }
 
 // randomID returns n random bytes, hex-encoded.

@@ -53,6 +53,10 @@ type Options struct {
 	// Default: a MemoryBackplane of its own (a single node).
 	Backplane Backplane
 
+	// Store keeps sessions and mailboxes for the whole cluster, so that a
+	// session outlives its node. Default: none (mailboxes in memory).
+	Store Store
+
 	// Logger receives the broker's structured logs. Default: slog.Default().
 	Logger *slog.Logger
 

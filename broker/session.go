@@ -43,6 +43,11 @@ type Session struct {
 	limiter bucket
 	seen    map[string]time.Time // envelope ids, for dropping retries
 	known   map[string]bool      // the other peers this session was told of
+
+	// In a cluster with a Store, the store is the mailbox (mb is unused) and
+	// storeLast is the last seq this node has heard of.
+	store     Store
+	storeLast uint64
 	swept   time.Time
 }
 
@@ -143,6 +148,23 @@ func (s *Session) releaseConnLocked() {
 // ended and everything is handed out.
 func (s *Session) Pending(after uint64) (frames [][]byte, last uint64, wait <-chan struct{}, err error) {
 	s.mu.Lock()
+	if s.store != nil {
+		if s.notify == nil {
+			s.notify = make(chan struct{})
+		}
+		wait = s.notify // taken before looking, so that no wake is missed
+		direct, closed, newer := s.direct, s.closed, s.storeLast > after
+		s.direct = nil
+		s.mu.Unlock()
+		if len(direct) == 0 && !closed && !newer {
+			return nil, after, wait, nil
+		}
+		frames, last, err = s.takeStored(after, direct, closed)
+		if len(frames) > 0 || err != nil {
+			return frames, last, nil, err
+		}
+		return nil, after, wait, nil
+	}
 	defer s.mu.Unlock()
 	frames, last, err = s.takeLocked(after)
 	if len(frames) > 0 || err != nil {
@@ -159,11 +181,34 @@ func (s *Session) Pending(after uint64) (frames [][]byte, last uint64, wait <-ch
 func (a *Attachment) Take(after uint64) (frames [][]byte, last uint64, err error) {
 	s := a.s
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.conn != a {
+		s.mu.Unlock()
 		return nil, after, ErrSuperseded
 	}
-	return s.takeLocked(after)
+	if s.store == nil {
+		defer s.mu.Unlock()
+		return s.takeLocked(after)
+	}
+	direct, closed := s.direct, s.closed
+	s.direct = nil
+	s.mu.Unlock()
+	return s.takeStored(after, direct, closed)
+}
+
+// takeStored is takeLocked for a session whose mailbox is in the store; it
+// is called without the session's lock.
+func (s *Session) takeStored(after uint64, direct [][]byte, closed bool) ([][]byte, uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
+	defer cancel()
+	frames, last, err := s.store.Take(ctx, s.id, after, maxBatch)
+	if err != nil {
+		return nil, after, err
+	}
+	frames = append(direct, frames...)
+	if len(frames) == 0 && closed {
+		return nil, after, ErrSessionClosed
+	}
+	return frames, last, nil
 }
 
 // Pending is Session.Pending for a connection: it fails with ErrSuperseded
@@ -191,7 +236,7 @@ func (a *Attachment) OnPending(after uint64, fn func()) {
 		s.mu.Unlock()
 		return
 	}
-	now := s.closed || len(s.direct) > 0 || s.mb.last > after
+	now := s.closed || len(s.direct) > 0 || s.lastLocked() > after
 	if !now {
 		s.ready = fn
 	}
@@ -241,6 +286,18 @@ func (s *Session) Receive(ctx context.Context, after uint64) ([][]byte, uint64, 
 
 // Ack forgets everything up to seq: the peer has processed it.
 func (s *Session) Ack(seq uint64) error {
+	if s.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeOp)
+		defer cancel()
+		ok, err := s.store.Ack(ctx, s.id, seq)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return Errorf(CodeBadRequest, "ack of seq %d, which was never sent", seq)
+		}
+		return nil
+	}
 	s.mu.Lock()
 	before := s.mb.depth()
 	ok := s.mb.ack(seq)
@@ -257,7 +314,25 @@ func (s *Session) Ack(seq uint64) error {
 func (s *Session) LastSeq() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.lastLocked()
+}
+
+func (s *Session) lastLocked() uint64 {
+	if s.store != nil {
+		return s.storeLast
+	}
 	return s.mb.last
+}
+
+// heard notes that the store gave seq to a message for the session, and
+// wakes its connection.
+func (s *Session) heard(seq uint64) {
+	s.mu.Lock()
+	if seq > s.storeLast {
+		s.storeLast = seq
+	}
+	s.wakeLocked()
+	s.mu.Unlock()
 }
 
 // Closed reports whether the session has ended.
@@ -288,6 +363,10 @@ func (s *Session) enqueue(f frame) error {
 		s.mu.Unlock()
 		return ErrSessionClosed
 	}
+	if s.store != nil {
+		s.mu.Unlock()
+		return s.enqueueStored(f, s.b.opts.MailboxMessages)
+	}
 	before := s.mb.depth()
 	_, ok := s.mb.push(f, time.Now())
 	delta := s.mb.depth() - before
@@ -296,6 +375,22 @@ func (s *Session) enqueue(f frame) error {
 	s.b.m.queued(delta)
 	if !ok {
 		go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d waited", s.b.opts.MailboxMessages), ReasonTimeout)
+	}
+	return nil
+}
+
+// enqueueStored puts f in the session's mailbox in the store.
+func (s *Session) enqueueStored(f frame, max int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
+	defer cancel()
+	seq, slow, err := s.store.Push(ctx, s.id, f.typ, f.body, max)
+	if err != nil {
+		s.log.Error("storing a message", "error", err)
+		return err
+	}
+	s.heard(seq)
+	if slow {
+		go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d waited", max), ReasonTimeout)
 	}
 	return nil
 }
@@ -336,7 +431,7 @@ func (s *Session) end(lastWord *Error, reason string) {
 	}
 	s.closed = true
 	depth := s.mb.depth()
-	if lastWord != nil {
+	if lastWord != nil && s.store == nil {
 		s.mb.pushUnbounded(newFrame(errorEnvelope(lastWord)), time.Now())
 	}
 	if s.timer != nil {
@@ -345,6 +440,9 @@ func (s *Session) end(lastWord *Error, reason string) {
 	}
 	s.wakeLocked()
 	s.mu.Unlock()
+	if lastWord != nil && s.store != nil {
+		_ = s.enqueueStored(newFrame(errorEnvelope(lastWord)), 0)
+	}
 	s.b.m.queued(-depth)
 	if lastWord != nil {
 		s.log.Warn("session ended", "code", lastWord.Code, "reason", reason)

@@ -30,14 +30,14 @@ const (
 
 // Event is what one node tells the others about a room.
 type Event struct {
-	Kind   EventKind       `json:"kind"`
-	Node   string          `json:"node"` // the node that published it
-	Room   string          `json:"room"`
-	Peer   string          `json:"peer,omitempty"`
-	To     string          `json:"to,omitempty"`
-	Meta   json.RawMessage `json:"meta,omitempty"`
-	Reason string          `json:"reason,omitempty"`
-	Type   string          `json:"type,omitempty"` // relay: the envelope's type
+	Kind    EventKind       `json:"kind"`
+	Node    string          `json:"node"` // the node that published it
+	Room    string          `json:"room"`
+	Peer    string          `json:"peer,omitempty"`
+	To      string          `json:"to,omitempty"`
+	Meta    json.RawMessage `json:"meta,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
+	Type    string          `json:"type,omitempty"`    // relay: the envelope's type
 	Body    []byte          `json:"body,omitempty"`    // relay: the envelope, encoded without seq
 	Session string          `json:"session,omitempty"` // wake, moved, slow: the session concerned
 	Seq     uint64          `json:"seq,omitempty"`     // wake: the seq the message got

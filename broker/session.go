@@ -48,7 +48,7 @@ type Session struct {
 	// storeLast is the last seq this node has heard of.
 	store     Store
 	storeLast uint64
-	swept   time.Time
+	swept     time.Time
 }
 
 // Attachment is one live connection's hold on a session. A newer connection

@@ -588,6 +588,9 @@ func (b *Broker) deliverRemote(ctx context.Context, room, from string, m Member,
 		return b.bp.Publish(ctx, Event{Kind: EventRelay, Node: b.opts.NodeID, Room: room, Peer: from, To: m.Peer, Type: f.typ, Body: f.body})
 	}
 	seq, slow, err := st.Push(ctx, m.Session, f.typ, f.body, b.opts.MailboxMessages)
+	if errors.Is(err, ErrNoSession) {
+		return Errorf(CodePeerUnavailable, "peer %s has gone", m.Peer)
+	}
 	if err != nil {
 		return err
 	}

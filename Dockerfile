@@ -1,0 +1,14 @@
+# The switchboard binary in a small image; docker-compose.yml runs the demo with it.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -o /out/switchboard ./cmd/switchboard
+
+FROM debian:bookworm-slim
+COPY --from=build /out/switchboard /usr/local/bin/switchboard
+USER 65534:65534
+EXPOSE 8080
+ENTRYPOINT ["switchboard"]
+CMD ["serve"]

@@ -52,7 +52,8 @@ func (m *MemoryStore) Save(_ context.Context, rec SessionRecord, _ time.Duration
 		s.rec = rec
 		return nil
 	}
-	m.sessions[rec.ID] = &storedSession{rec: rec}
+	l := rec.Last
+	m.sessions[rec.ID] = &storedSession{rec: rec, last: l, written: l, acked: l, dropped: l}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -384,6 +385,15 @@ func (s *Session) enqueueStored(f frame, max int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
 	defer cancel()
 	seq, slow, err := s.store.Push(ctx, s.id, f.typ, f.body, max)
+	if errors.Is(err, ErrNoSession) && !s.Closed() {
+		// The store lost the session (restarted empty): put it back, and
+		// count what it lost as forgotten.
+		s.log.Warn("the store lost this session; restoring it", "last_seq", s.LastSeq())
+		rec := SessionRecord{ID: s.id, Room: s.room.id, Peer: s.peer, Meta: s.meta, Node: s.b.opts.NodeID, Last: s.LastSeq()}
+		if err = s.store.Save(ctx, rec, s.b.storeTTL()); err == nil {
+			seq, slow, err = s.store.Push(ctx, s.id, f.typ, f.body, max)
+		}
+	}
 	if err != nil {
 		s.log.Error("storing a message", "error", err)
 		return err
@@ -415,7 +425,11 @@ func (s *Session) Refuse(typ string, err error) {
 		level = slog.LevelError
 	}
 	s.log.Log(context.Background(), level, "envelope refused", "type", typ, "code", e.Code, "error", err)
-	_ = s.enqueue(newFrame(errorEnvelope(e)))
+	if err := s.enqueue(newFrame(errorEnvelope(e))); err != nil && !errors.Is(err, ErrSessionClosed) {
+		// The mailbox cannot take it (the store is down): tell the peer on
+		// its live connection, without a seq, rather than not at all.
+		s.sendDirect(ErrorFrame(e))
+	}
 }
 
 // Close ends the session for reason (ReasonLeave, ReasonTimeout or

@@ -15,7 +15,8 @@ import (
 // concurrent use; the Redis one lives in transports/redis. A broker without
 // a Store keeps its mailboxes in memory.
 type Store interface {
-	// Save records a session, new or adopted by another node, for ttl.
+	// Save records a session, new or adopted by another node, for ttl; one
+	// the store does not have starts counting at rec.Last.
 	Save(ctx context.Context, rec SessionRecord, ttl time.Duration) error
 	// Load returns a session's record; ErrNoSession when there is none.
 	Load(ctx context.Context, id string) (SessionRecord, error)
@@ -47,6 +48,11 @@ type SessionRecord struct {
 	Peer string          `json:"peer"`
 	Meta json.RawMessage `json:"meta,omitempty"`
 	Node string          `json:"node"` // the node that serves it now
+	// Last is the last seq the session had, for a store that lost it (a
+	// Redis restarted without persistence): a session that is not in the
+	// store is created with its counter at Last, and what came before is
+	// counted as forgotten.
+	Last uint64 `json:"-"`
 }
 
 // ErrNoSession is returned by Store.Load for a session it does not have.

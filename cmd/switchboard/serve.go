@@ -15,6 +15,7 @@ import (
 
 	// The built-in transports register themselves.
 	_ "github.com/switchboard-rtc/switchboard/transports/longpoll"
+	_ "github.com/switchboard-rtc/switchboard/transports/redis"
 	_ "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"sort"
@@ -38,6 +40,7 @@ type Config struct {
 	NodeID          string        `yaml:"node_id"`          // this node's name in a cluster; default random
 	Limits          Limits        `yaml:"limits"`
 	Delivery        Delivery      `yaml:"delivery"`
+	Cluster         Cluster       `yaml:"cluster"`
 	// Transports picks the transports to run and configures each, by
 	// registered name. Default: websocket and longpoll.
 	Transports map[string]yaml.Node `yaml:"transports"`
@@ -62,6 +65,46 @@ type Delivery struct {
 	ResumeWindow    time.Duration `yaml:"resume_window"`    // default 30s
 	OfflineHold     time.Duration `yaml:"offline_hold"`     // default 10s
 }
+
+// Cluster makes this node one of several that act as one broker, through
+// Redis: presence and events on a backplane, sessions and mailboxes in a
+// store, so that a session outlives its node. Unset: a single node.
+type Cluster struct {
+	RedisURL   string        `yaml:"redis_url"`   // one Redis: redis://host:6379/0
+	RedisAddrs []string      `yaml:"redis_addrs"` // or a Redis Cluster's seed nodes, or Sentinels with master_name
+	MasterName string        `yaml:"master_name"` // the Sentinels' primary
+	Prefix     string        `yaml:"prefix"`      // key and channel prefix; default "switchboard"
+	NodeTTL    time.Duration `yaml:"node_ttl"`    // a silent node is dead after this; default: the resume window (at least 15s)
+}
+
+func (c Cluster) validate() error {
+	if c.RedisURL != "" && len(c.RedisAddrs) > 0 {
+		return errors.New("config: cluster: set redis_url or redis_addrs, not both")
+	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			return fmt.Errorf("config: cluster.redis_url %q: want redis://host:port/db (or rediss://, unix://)", c.RedisURL)
+		}
+	}
+	for _, a := range c.RedisAddrs {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return fmt.Errorf("config: cluster.redis_addrs: %q is not host:port", a)
+		}
+	}
+	for _, r := range c.Prefix {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._:-", r)) {
+			return fmt.Errorf("config: cluster.prefix %q: use A-Z a-z 0-9 . _ : -", c.Prefix)
+		}
+	}
+	if c.MasterName != "" && len(c.RedisAddrs) == 0 {
+		return errors.New("config: cluster.master_name needs redis_addrs (the Sentinels)")
+	}
+	return nil
+}
+
+// Enabled reports whether cluster mode is configured.
+func (c Cluster) Enabled() bool { return c.RedisURL != "" || len(c.RedisAddrs) > 0 }
 
 // DefaultTransports run when the configuration names none: those that need
 // no outside server.
@@ -109,6 +152,9 @@ func (c *Config) Validate() error {
 		c.Delivery.MailboxMessages < 0 || c.Delivery.MailboxBytes < 0 || c.Delivery.ResumeWindow < 0 || c.Delivery.OfflineHold < 0 {
 		return errors.New("config: limits and delivery settings cannot be negative")
 	}
+	if err := c.Cluster.validate(); err != nil {
+		return err
+	}
 	for _, name := range c.TransportNames() {
 		if !contains(broker.Transports(), name) {
 			return fmt.Errorf("config: unknown transport %q (available: %s)", name, strings.Join(broker.Transports(), ", "))
@@ -153,6 +199,16 @@ func (c *Config) TransportDecoder(name string) func(v any) error {
 		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && rv.Elem().Kind() == reflect.Struct {
 			if f := rv.Elem().FieldByName("AllowedOrigins"); f.IsValid() && f.Kind() == reflect.Slice && f.Len() == 0 && len(c.AllowedOrigins) > 0 {
 				f.Set(reflect.ValueOf(append([]string(nil), c.AllowedOrigins...)))
+			}
+			// A transport on Redis (url, addrs) defaults to the cluster's Redis.
+			url, addrs := rv.Elem().FieldByName("URL"), rv.Elem().FieldByName("Addrs")
+			if url.IsValid() && addrs.IsValid() && url.Kind() == reflect.String && addrs.Kind() == reflect.Slice &&
+				url.String() == "" && addrs.Len() == 0 && c.Cluster.Enabled() {
+				url.SetString(c.Cluster.RedisURL)
+				addrs.Set(reflect.ValueOf(append([]string(nil), c.Cluster.RedisAddrs...)))
+				if mn := rv.Elem().FieldByName("MasterName"); mn.IsValid() && mn.Kind() == reflect.String && mn.String() == "" {
+					mn.SetString(c.Cluster.MasterName)
+				}
 			}
 		}
 		return nil

@@ -10,15 +10,18 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/config"
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
 )
 
 // Node is a running broker with its transports and HTTP server.
@@ -28,6 +31,9 @@ type Node struct {
 	Broker     *broker.Broker
 	http       *httpserver.Server
 	transports []broker.Transport
+
+	redis     redis.UniversalClient
+	backplane *redistransport.Backplane
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -52,10 +58,43 @@ func New(cfg config.Config, log *slog.Logger, files fs.FS) (*Node, error) {
 		}
 		n.transports = append(n.transports, t)
 	}
+	var ready func() error
+	if cfg.Cluster.Enabled() {
+		if err := n.joinCluster(cfg, &opts); err != nil {
+			return nil, err
+		}
+		ready = n.backplane.Ready
+	}
 	n.Broker = broker.New(opts)
-	n.http = httpserver.New(n.Broker, httpserver.Options{Addr: cfg.Listen, Files: files, Gatherer: reg, Pprof: cfg.Pprof}, n.transports...)
+	n.http = httpserver.New(n.Broker, httpserver.Options{Addr: cfg.Listen, Files: files, Gatherer: reg, Pprof: cfg.Pprof, Ready: ready}, n.transports...)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
+}
+
+// joinCluster sets opts up for cluster mode: a Redis backplane and store.
+func (n *Node) joinCluster(cfg config.Config, opts *broker.Options) error {
+	c := cfg.Cluster
+	client, err := redistransport.ClientOptions{URL: c.RedisURL, Addrs: c.RedisAddrs, MasterName: c.MasterName}.NewClient()
+	if err != nil {
+		return err
+	}
+	ttl := c.NodeTTL
+	if ttl <= 0 {
+		// A dead node's peers are reported gone only once they can no longer resume.
+		ttl = max(cfg.Delivery.ResumeWindow, 30*time.Second)
+	}
+	bp, err := redistransport.NewBackplane(redistransport.BackplaneOptions{Client: client, Prefix: c.Prefix, NodeTTL: ttl, Logger: n.log})
+	if err != nil {
+		_ = client.Close()
+		return err
+	}
+	n.redis, n.backplane = client, bp
+	opts.Backplane = bp
+	opts.Store = redistransport.NewStore(client, c.Prefix)
+	if opts.NodeID == "" {
+		opts.NodeID = "node-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	}
+	return nil
 }
 
 // Start serves on ln and runs every transport.
@@ -104,6 +143,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			err = e
 		}
 		n.Broker.Close(broker.ReasonTimeout)
+		if n.backplane != nil {
+			_ = n.backplane.Close()
+			_ = n.redis.Close()
+		}
 	})
 	return err
 }

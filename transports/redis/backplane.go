@@ -1,0 +1,731 @@
+package redistransport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-rtc/switchboard/broker"
+)
+
+// DefaultNodeTTL is how long a node may go without refreshing its key
+// before the others take it for dead and remove its members.
+const DefaultNodeTTL = 15 * time.Second
+
+// Timings of the backplane.
+const (
+	// aliveFor is how long a node found alive is taken as alive without asking again.
+	aliveFor = time.Second
+	// reapedTTL is how long a node's reaped members are remembered, so that
+	// the node, back from a partition, can tell the others they are there.
+	reapedTTL = time.Hour
+	// opTimeout bounds the backplane's own background calls.
+	opTimeout = 5 * time.Second
+	// beatRetry is how soon a failed heartbeat is tried again.
+	beatRetry = 200 * time.Millisecond
+	// forgetNode is how long a dead node is remembered as one.
+	forgetNode = 24 * time.Hour
+)
+
+// BackplaneOptions configures a Backplane. The zero value of every field
+// means its default.
+type BackplaneOptions struct {
+	// ClientOptions names the Redis deployment. Default: DefaultURL.
+	ClientOptions `yaml:",inline"`
+	// Prefix starts every key and channel name. Default: DefaultPrefix.
+	Prefix string `yaml:"prefix"`
+	// NodeTTL is how long a node may be silent (its key not refreshed)
+	// before the other nodes remove its members, telling their peers
+	// peer-left with reason timeout. Each node refreshes its key every
+	// third of it. Default: DefaultNodeTTL (15 s).
+	NodeTTL time.Duration `yaml:"node_ttl"`
+	// Client, if set, is used instead of a client made from ClientOptions;
+	// the backplane does not close it.
+	Client redis.UniversalClient `yaml:"-"`
+	// Logger receives the backplane's logs. Default: slog.Default().
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// Backplane is the cluster backplane on Redis: it implements
+// broker.Backplane, so that broker nodes sharing one Redis share rooms.
+//
+// Presence lives in one hash per room, Prefix:room:<room>, mapping each peer
+// id to its JSON broker.Member; a claim is one Lua script, so a peer id is
+// unique cluster-wide. Each node keeps a key Prefix:node:<id> alive with a
+// TTL of NodeTTL, refreshing it every third of that, and records its beats
+// in the hash Prefix:nodes. A node that beat once and whose key has expired
+// is dead (one never seen is not: its members may come from elsewhere). A
+// member of a dead node is left out by Members, and whichever node sees it
+// first removes it (compare-and-delete, so only one does) and publishes
+// EventLeft with reason timeout for it, which every node turns into
+// peer-left for its peers. Besides that lazy check, every node sweeps each
+// NodeTTL/3 for dead nodes and removes their members from every room they
+// had them in (Prefix:node-rooms:<id>), so a crashed node's peers are seen
+// to leave within about NodeTTL + NodeTTL/3 + 1 s.
+//
+// Events travel as JSON broker.Event on Prefix:events, which every node
+// reads (skipping its own), except relays to one peer, which go to the
+// channel of the node that holds it, Prefix:events:<node>, in one script
+// that looks the peer up and publishes; PUBLISH's count then tells whether
+// that node heard it, and if not the sender is refused instead of the
+// message vanishing.
+//
+// When Redis loses its data (a restart without persistence) or a node was
+// cut off for longer than NodeTTL, the node finds its key gone at its next
+// refresh and claims its members again; those that another node had removed
+// meanwhile are announced again with EventJoined, since their peers were told
+// they left.
+//
+// A Backplane serves any number of nodes (one broker each); it is safe for
+// concurrent use. Close it after the brokers using it.
+type Backplane struct {
+	opts    BackplaneOptions
+	client  redis.UniversalClient
+	own     bool
+	cluster bool
+	keys    keys
+	log     *slog.Logger
+	ttl     time.Duration
+
+	mu      sync.Mutex
+	subs    map[*subscription]string            // subscriptions and their node
+	nodes   map[string]int                      // nodes subscribed here, counted
+	local   map[string]map[string]broker.Member // room → peer → member claimed through this backplane
+	pending []release                           // releases Redis refused, tried again each beat
+	alive   map[string]time.Time                // other nodes, when last found alive
+	beatErr error                               // the last heartbeat's failure, nil if it worked
+	beatAt  time.Time                           // the last successful heartbeat
+	closed  bool
+	started bool
+	kick    chan struct{} // beat now
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type release struct {
+	room string
+	m    broker.Member
+}
+
+var _ broker.Backplane = (*Backplane)(nil)
+
+// NewBackplane returns a backplane with opts. It makes its Redis client
+// (unless opts.Client is set) but does not connect until a broker subscribes.
+func NewBackplane(opts BackplaneOptions) (*Backplane, error) {
+	if opts.NodeTTL <= 0 {
+		opts.NodeTTL = DefaultNodeTTL
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	bp := &Backplane{
+		opts:  opts,
+		keys:  newKeys(opts.Prefix),
+		log:   opts.Logger.With("backplane", "redis"),
+		ttl:   opts.NodeTTL,
+		subs:  make(map[*subscription]string),
+		nodes: make(map[string]int),
+		local: make(map[string]map[string]broker.Member),
+		alive: make(map[string]time.Time),
+		kick:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	if opts.Client != nil {
+		bp.client = opts.Client
+	} else {
+		c, err := opts.ClientOptions.NewClient()
+		if err != nil {
+			return nil, err
+		}
+		bp.client, bp.own = c, true
+	}
+	bp.cluster = isCluster(bp.client)
+	return bp, nil
+}
+
+// Lua scripts. Each touches one key (a room's hash), so they run on Redis
+// Cluster too. Members are JSON objects; cjson reads their session and node.
+var (
+	// claimScript sets ARGV[2] as the member for peer ARGV[1] unless another
+	// session (not ARGV[3]) holds it; it answers nil, or the holder's JSON.
+	claimScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local ok, m = pcall(cjson.decode, cur)
+  if ok and type(m) == 'table' and m.session ~= ARGV[3] then return cur end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return false`)
+	// releaseScript deletes peer ARGV[1] if session ARGV[2] holds it.
+	releaseScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local ok, m = pcall(cjson.decode, cur)
+  if ok and type(m) == 'table' and m.session == ARGV[2] then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    return 1
+  end
+end
+return 0`)
+	// reapScript deletes peer ARGV[1] if its member is still exactly ARGV[2].
+	reapScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0`)
+	// reassertScript sets ARGV[2] for peer ARGV[1] again: 1 if it was gone,
+	// 0 if session ARGV[3] still held it, -1 if another session holds it now.
+	reassertScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local ok, m = pcall(cjson.decode, cur)
+  if ok and type(m) == 'table' and m.session ~= ARGV[3] then return -1 end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1`)
+	// relayScript publishes ARGV[3] on the events channel (prefix ARGV[2])
+	// of the node that holds peer ARGV[1]: it answers PUBLISH's count, or -1
+	// when the peer is not in the room.
+	relayScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return -1 end
+local ok, m = pcall(cjson.decode, cur)
+if not ok or type(m) ~= 'table' or type(m.node) ~= 'string' then return -1 end
+return redis.call('PUBLISH', ARGV[2] .. m.node, ARGV[3])`)
+	// beatScript refreshes a node key and answers whether it still existed.
+	beatScript = redis.NewScript(`
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return existed`)
+)
+
+// Claim implements broker.Backplane. A holder whose node is dead does not
+// keep the id: it is removed (and announced as left) and the claim made.
+func (bp *Backplane) Claim(ctx context.Context, room string, m broker.Member) error {
+	if err := bp.ensureBeat(ctx, m.Node); err != nil {
+		return err
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		holder, err := claimScript.Run(ctx, bp.client, []string{bp.keys.room(room)}, m.Peer, data, m.Session).Text()
+		if errors.Is(err, redis.Nil) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("redistransport: claiming %s/%s: %w", room, m.Peer, err)
+		}
+		var h broker.Member
+		if json.Unmarshal([]byte(holder), &h) != nil || attempt > 0 || bp.isAlive(ctx, h.Node) {
+			return broker.Errorf(broker.CodePeerIDTaken, "peer id %s is taken in room %s", m.Peer, room)
+		}
+		bp.reap(ctx, room, holder, h)
+	}
+	bp.mu.Lock()
+	r := bp.local[room]
+	if r == nil {
+		r = make(map[string]broker.Member)
+		bp.local[room] = r
+	}
+	r[m.Peer] = m
+	bp.mu.Unlock()
+	if err := bp.client.SAdd(ctx, bp.keys.nodeRooms(m.Node), room).Err(); err != nil {
+		bp.log.Warn("recording a node's room", "room", room, "error", err)
+	}
+	return nil
+}
+
+// Release implements broker.Backplane. If Redis cannot be reached, the
+// release is tried again at each heartbeat until it is done.
+func (bp *Backplane) Release(ctx context.Context, room string, m broker.Member) error {
+	bp.mu.Lock()
+	lastOfNode := false
+	if r := bp.local[room]; r != nil {
+		if cur, ok := r[m.Peer]; ok && cur.Session == m.Session {
+			delete(r, m.Peer)
+			lastOfNode = true
+			for _, o := range r {
+				if o.Node == m.Node {
+					lastOfNode = false
+					break
+				}
+			}
+			if len(r) == 0 {
+				delete(bp.local, room)
+			}
+		}
+	}
+	bp.mu.Unlock()
+	if err := bp.release(ctx, room, m, lastOfNode); err != nil {
+		bp.log.Warn("releasing a peer id failed; trying again at the next heartbeat", "room", room, "peer", m.Peer, "error", err)
+		bp.mu.Lock()
+		bp.pending = append(bp.pending, release{room, m})
+		bp.mu.Unlock()
+	}
+	return nil
+}
+
+func (bp *Backplane) release(ctx context.Context, room string, m broker.Member, lastOfNode bool) error {
+	if err := releaseScript.Run(ctx, bp.client, []string{bp.keys.room(room)}, m.Peer, m.Session).Err(); err != nil {
+		return err
+	}
+	if lastOfNode {
+		_ = bp.client.SRem(ctx, bp.keys.nodeRooms(m.Node), room).Err()
+	}
+	return nil
+}
+
+// Members implements broker.Backplane. Members of dead nodes are left out
+// and removed.
+func (bp *Backplane) Members(ctx context.Context, room string) ([]broker.Member, error) {
+	all, err := bp.client.HGetAll(ctx, bp.keys.room(room)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redistransport: members of %s: %w", room, err)
+	}
+	out := make([]broker.Member, 0, len(all))
+	for peer, raw := range all {
+		var m broker.Member
+		if err := json.Unmarshal([]byte(raw), &m); err != nil || m.Peer != peer {
+			bp.log.Warn("unreadable member in Redis; ignored", "room", room, "peer", peer)
+			continue
+		}
+		if !bp.isAlive(ctx, m.Node) {
+			bp.reap(ctx, room, raw, m)
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// isAlive reports whether node is alive: one of ours, or its key exists.
+// A node is dead only when it is known (it beat once: it is in
+// Prefix:nodes) and its key has expired; a node never seen, and an error,
+// count as alive, so a member is removed only when its node is known dead.
+func (bp *Backplane) isAlive(ctx context.Context, node string) bool {
+	bp.mu.Lock()
+	_, ours := bp.nodes[node]
+	at, seen := bp.alive[node]
+	bp.mu.Unlock()
+	if ours || (seen && time.Since(at) < aliveFor) {
+		return true
+	}
+	pipe := bp.client.Pipeline()
+	exists := pipe.Exists(ctx, bp.keys.node(node))
+	known := pipe.HExists(ctx, bp.keys.nodes(), node)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return true
+	}
+	bp.mu.Lock()
+	defer bp.mu.Unlock()
+	if exists.Val() == 0 && known.Val() {
+		delete(bp.alive, node)
+		return false
+	}
+	bp.alive[node] = time.Now()
+	return true
+}
+
+// reap removes member m (whose JSON in Redis is raw) of a dead node from
+// room, if it is still there, and tells every node that it left.
+func (bp *Backplane) reap(ctx context.Context, room, raw string, m broker.Member) {
+	n, err := reapScript.Run(ctx, bp.client, []string{bp.keys.room(room)}, m.Peer, raw).Int()
+	if err != nil || n == 0 {
+		return
+	}
+	bp.log.Info("removed a member of a dead node", "room", room, "peer", m.Peer, "node", m.Node)
+	pipe := bp.client.Pipeline()
+	pipe.SAdd(ctx, bp.keys.reaped(m.Node), room+"/"+m.Peer)
+	pipe.PExpire(ctx, bp.keys.reaped(m.Node), reapedTTL)
+	_, _ = pipe.Exec(ctx)
+	// Published as from the dead node, so that every live node, this one
+	// included, tells its peers.
+	ev := broker.Event{Kind: broker.EventLeft, Node: m.Node, Room: room, Peer: m.Peer, Reason: broker.ReasonTimeout}
+	if err := bp.Publish(ctx, ev); err != nil {
+		bp.log.Warn("announcing a removed member", "room", room, "peer", m.Peer, "error", err)
+	}
+}
+
+// Publish implements broker.Backplane. A relay to one peer goes to its
+// node's channel and fails unless that node heard it; every other event goes
+// to all nodes.
+func (bp *Backplane) Publish(ctx context.Context, ev broker.Event) error {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	if ev.Kind == broker.EventRelay && ev.To != "" {
+		n, err := relayScript.Run(ctx, bp.client, []string{bp.keys.room(ev.Room)}, ev.To, bp.keys.events()+":", data).Int64()
+		switch {
+		case err != nil:
+			return fmt.Errorf("redistransport: relaying to %s/%s: %w", ev.Room, ev.To, err)
+		case n < 0:
+			return broker.Errorf(broker.CodePeerUnavailable, "peer %s is not in room %s", ev.To, ev.Room)
+		case n == 0 && !bp.cluster:
+			return broker.Errorf(broker.CodeInternal, "the node serving peer %s cannot be reached just now; send again", ev.To)
+		}
+		return nil
+	}
+	if err := bp.client.Publish(ctx, bp.keys.events(), data).Err(); err != nil {
+		return fmt.Errorf("redistransport: publishing a %s event: %w", ev.Kind, err)
+	}
+	return nil
+}
+
+// Subscribe implements broker.Backplane. It also makes node a live member of
+// the cluster: its key is refreshed until cancel is called. It waits (up to
+// a few seconds each, when Redis cannot be reached) for the subscription to
+// be confirmed, so that no event published after it returns is missed, and
+// for the first refresh, so that the node is alive before it claims anything.
+func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func()) {
+	all, own := bp.keys.events(), bp.keys.nodeEvents(node)
+	log := bp.log.With("node", node)
+	sub := newSubscription(bp.client, []string{all, own}, log, func(msg *redis.Message) {
+		var ev broker.Event
+		if err := json.Unmarshal([]byte(msg.Payload), &ev); err != nil {
+			log.Warn("unreadable event on the backplane; ignored", "channel", msg.Channel, "error", err)
+			return
+		}
+		if msg.Channel == all && ev.Node == node {
+			return
+		}
+		fn(ev)
+	})
+	sub.onSubscribed = func(again bool) {
+		if again {
+			bp.beatSoon() // Redis may have restarted: claim the members again
+		}
+	}
+	bp.mu.Lock()
+	bp.subs[sub] = node
+	first := bp.nodes[node] == 0
+	bp.nodes[node]++
+	startLoop := !bp.started && !bp.closed
+	bp.started = bp.started || startLoop
+	bp.mu.Unlock()
+	sub.start()
+	if !sub.waitSubscribed(opTimeout) {
+		log.Warn("backplane not subscribed yet; going on, events may be missed until it is", "error", sub.Err())
+	}
+	if first {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		bp.beatNode(ctx, node)
+		bp.cleanStale(ctx, node)
+		cancel()
+	}
+	if startLoop {
+		go bp.loop()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			sub.close()
+			bp.mu.Lock()
+			delete(bp.subs, sub)
+			bp.nodes[node]--
+			last := bp.nodes[node] == 0
+			if last {
+				delete(bp.nodes, node)
+			}
+			bp.mu.Unlock()
+			if last {
+				ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+				defer cancel()
+				_ = bp.client.Del(ctx, bp.keys.node(node)).Err()
+			}
+		})
+	}
+}
+
+// Ready reports whether the backplane works: nil while every subscription
+// is confirmed and the last heartbeat reached Redis.
+func (bp *Backplane) Ready() error {
+	bp.mu.Lock()
+	defer bp.mu.Unlock()
+	if bp.closed {
+		return errors.New("redistransport: backplane closed")
+	}
+	if bp.beatErr != nil {
+		return fmt.Errorf("redistransport: heartbeat failing: %w", bp.beatErr)
+	}
+	for sub := range bp.subs {
+		if err := sub.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops the heartbeat and every subscription still open, and closes
+// the Redis client if the backplane made it. Close it after the brokers
+// using it; closing twice is harmless.
+func (bp *Backplane) Close() error {
+	bp.mu.Lock()
+	if bp.closed {
+		bp.mu.Unlock()
+		return nil
+	}
+	bp.closed = true
+	started := bp.started
+	subs := make([]*subscription, 0, len(bp.subs))
+	for s := range bp.subs {
+		subs = append(subs, s)
+	}
+	bp.mu.Unlock()
+	for _, s := range subs {
+		s.close()
+	}
+	close(bp.stop)
+	if started {
+		<-bp.done
+	}
+	if bp.own {
+		return bp.client.Close()
+	}
+	return nil
+}
+
+func (bp *Backplane) beatSoon() {
+	select {
+	case bp.kick <- struct{}{}:
+	default:
+	}
+}
+
+// loop is the heartbeat: every NodeTTL/3 it refreshes the keys of the nodes
+// subscribed here, claims their members again if their key was gone, tries
+// failed releases again, and removes the members of dead nodes.
+func (bp *Backplane) loop() {
+	defer close(bp.done)
+	interval := bp.ttl / 3
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-bp.stop:
+			return
+		case <-timer.C:
+		case <-bp.kick:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), interval)
+		ok := bp.beat(ctx)
+		cancel()
+		if ok {
+			timer.Reset(interval)
+		} else {
+			// Redis may be back any moment: its members must be claimed
+			// again soon after, so a failed beat is tried again sooner.
+			timer.Reset(min(interval, beatRetry))
+		}
+	}
+}
+
+// beat does one heartbeat and reports whether Redis answered.
+func (bp *Backplane) beat(ctx context.Context) bool {
+	bp.mu.Lock()
+	nodes := make([]string, 0, len(bp.nodes))
+	for n := range bp.nodes {
+		nodes = append(nodes, n)
+	}
+	pending := bp.pending
+	bp.pending = nil
+	bp.mu.Unlock()
+	ok := true
+	for _, n := range nodes {
+		ok = bp.beatNode(ctx, n) && ok
+	}
+	var again []release
+	for _, r := range pending {
+		if err := bp.release(ctx, r.room, r.m, false); err != nil {
+			again = append(again, r)
+		}
+	}
+	if len(again) > 0 {
+		bp.mu.Lock()
+		bp.pending = append(again, bp.pending...)
+		bp.mu.Unlock()
+	}
+	if ok {
+		bp.sweep(ctx)
+	}
+	return ok
+}
+
+// beatNode refreshes node's key; if it was gone, it claims node's members
+// again. It reports whether Redis answered.
+func (bp *Backplane) beatNode(ctx context.Context, node string) bool {
+	existed, err := beatScript.Run(ctx, bp.client, []string{bp.keys.node(node)}, strconv.FormatInt(time.Now().UnixMilli(), 10), bp.ttl.Milliseconds()).Int()
+	if err == nil {
+		err = bp.client.HSet(ctx, bp.keys.nodes(), node, time.Now().UnixMilli()).Err()
+	}
+	bp.mu.Lock()
+	wasFailing := bp.beatErr != nil
+	if err != nil {
+		bp.beatErr = err
+	} else {
+		bp.beatErr = nil
+		bp.beatAt = time.Now()
+	}
+	bp.mu.Unlock()
+	if err != nil {
+		if !wasFailing {
+			bp.log.Warn("backplane heartbeat failing", "node", node, "error", err)
+		}
+		return false
+	}
+	if wasFailing {
+		bp.log.Info("backplane heartbeat restored", "node", node)
+	}
+	if existed == 0 {
+		bp.reassert(ctx, node)
+	}
+	return true
+}
+
+// ensureBeat refreshes node's key first if it is one of ours and the last
+// refresh is older than a third of the TTL: a claim must not be made by a
+// node that the others may take for dead.
+func (bp *Backplane) ensureBeat(ctx context.Context, node string) error {
+	bp.mu.Lock()
+	_, ours := bp.nodes[node]
+	stale := time.Since(bp.beatAt) > bp.ttl/3
+	bp.mu.Unlock()
+	if !ours || !stale {
+		return nil
+	}
+	if !bp.beatNode(ctx, node) {
+		bp.mu.Lock()
+		err := bp.beatErr
+		bp.mu.Unlock()
+		return fmt.Errorf("redistransport: node %s cannot reach Redis: %w", node, err)
+	}
+	return nil
+}
+
+// reassert claims node's members again after its key was found gone. Those
+// that another node removed meanwhile (and told the peers so) are announced
+// again; those that Redis merely forgot are not, since nobody saw them go.
+func (bp *Backplane) reassert(ctx context.Context, node string) {
+	bp.mu.Lock()
+	var mine []release
+	for room, peers := range bp.local {
+		for _, m := range peers {
+			if m.Node == node {
+				mine = append(mine, release{room, m})
+			}
+		}
+	}
+	bp.mu.Unlock()
+	if len(mine) == 0 {
+		return
+	}
+	bp.log.Info("node key was gone: claiming its members again", "node", node, "members", len(mine))
+	for _, r := range mine {
+		data, _ := json.Marshal(r.m)
+		res, err := reassertScript.Run(ctx, bp.client, []string{bp.keys.room(r.room)}, r.m.Peer, data, r.m.Session).Int()
+		if err != nil {
+			bp.log.Warn("claiming a member again", "room", r.room, "peer", r.m.Peer, "error", err)
+			bp.beatSoon()
+			return
+		}
+		_ = bp.client.SAdd(ctx, bp.keys.nodeRooms(node), r.room).Err()
+		switch res {
+		case -1:
+			bp.log.Error("a member's peer id was taken by another session while this node was cut off; both now answer to it",
+				"room", r.room, "peer", r.m.Peer, "node", node)
+		case 1:
+			if n, _ := bp.client.SRem(ctx, bp.keys.reaped(node), r.room+"/"+r.m.Peer).Result(); n > 0 {
+				ev := broker.Event{Kind: broker.EventJoined, Node: node, Room: r.room, Peer: r.m.Peer, Meta: r.m.Meta}
+				if err := bp.Publish(ctx, ev); err != nil {
+					bp.log.Warn("announcing a member again", "room", r.room, "peer", r.m.Peer, "error", err)
+				}
+			}
+		}
+	}
+}
+
+// cleanStale removes the members that an earlier run of node (same id,
+// before a crash) left in Redis: a node that has just subscribed holds none.
+func (bp *Backplane) cleanStale(ctx context.Context, node string) {
+	bp.mu.Lock()
+	if bp.nodes[node] != 1 {
+		bp.mu.Unlock()
+		return
+	}
+	bp.mu.Unlock()
+	rooms, err := bp.client.SMembers(ctx, bp.keys.nodeRooms(node)).Result()
+	if err != nil {
+		return
+	}
+	for _, room := range rooms {
+		bp.reapRoom(ctx, room, node, true)
+	}
+}
+
+// reapRoom removes node's members from room; stale limits it to members
+// this backplane does not hold (an earlier run's).
+func (bp *Backplane) reapRoom(ctx context.Context, room, node string, stale bool) bool {
+	all, err := bp.client.HGetAll(ctx, bp.keys.room(room)).Result()
+	if err != nil {
+		return false
+	}
+	for peer, raw := range all {
+		var m broker.Member
+		if json.Unmarshal([]byte(raw), &m) != nil || m.Node != node {
+			continue
+		}
+		if stale {
+			bp.mu.Lock()
+			cur, held := bp.local[room][peer]
+			bp.mu.Unlock()
+			if held && cur.Session == m.Session {
+				continue
+			}
+		}
+		bp.reap(ctx, room, raw, m)
+	}
+	return true
+}
+
+// sweep finds dead nodes and removes their members from every room they had
+// members in, so their peers are seen to leave even if nobody looks at those
+// rooms. A dead node stays known (so its leftovers are still taken for
+// dead) until it has not beaten for forgetNode.
+func (bp *Backplane) sweep(ctx context.Context) {
+	nodes, err := bp.client.HGetAll(ctx, bp.keys.nodes()).Result()
+	if err != nil {
+		return
+	}
+	for node, last := range nodes {
+		if bp.isAlive(ctx, node) {
+			continue
+		}
+		rooms, err := bp.client.SMembers(ctx, bp.keys.nodeRooms(node)).Result()
+		if err != nil {
+			continue
+		}
+		done := true
+		for _, room := range rooms {
+			done = bp.reapRoom(ctx, room, node, false) && done
+		}
+		if done && len(rooms) > 0 {
+			_ = bp.client.Del(ctx, bp.keys.nodeRooms(node)).Err()
+		}
+		if ms, err := strconv.ParseInt(last, 10, 64); err == nil && time.Since(time.UnixMilli(ms)) > forgetNode {
+			_ = bp.client.HDel(ctx, bp.keys.nodes(), node).Err()
+		}
+	}
+}

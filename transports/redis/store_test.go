@@ -1,0 +1,105 @@
+package redistransport_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/broker/brokertest"
+	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
+	"github.com/switchboard-rtc/switchboard/transports/transporttest"
+	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
+)
+
+// serveWS serves b over WebSocket for the test and returns its ws:// URL.
+func serveWS(t *testing.T, b *broker.Broker) string {
+	t.Helper()
+	tr := wstransport.New(wstransport.Options{})
+	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, tr).Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = tr.Run(ctx, b); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; srv.Close() })
+	return transporttest.WSURL(srv.URL)
+}
+
+// TestStoreConformance runs the conformance kit over WebSocket on a broker
+// whose mailboxes are in Redis.
+func TestStoreConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	brokertest.Run(t, brokertest.Harness{
+		Start: func(t *testing.T, opts broker.Options) brokertest.Dialer {
+			client := srv.Client(t)
+			opts.Store = redistransport.NewStore(client, fmt.Sprintf("conf%d", time.Now().UnixNano()))
+			opts.Logger = discardLogger()
+			b := broker.New(opts)
+			t.Cleanup(func() { b.Close(broker.ReasonKicked) })
+			return transporttest.WebSocket(serveWS(t, b))
+		},
+	})
+}
+
+// TestNodeDiesPeerResumesElsewhere: two nodes on one Redis (backplane and
+// store); the node serving bob dies with no goodbye while alice keeps
+// sending; bob resumes on the other node and gets exactly what it missed.
+func TestNodeDiesPeerResumesElsewhere(t *testing.T) {
+	srv := redistest.Start(t)
+	node := func(id string) (*broker.Broker, string) {
+		client := srv.Client(t)
+		bp, err := redistransport.NewBackplane(redistransport.BackplaneOptions{Client: client, Prefix: "die"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = bp.Close() })
+		b := broker.New(broker.Options{NodeID: id, Backplane: bp, Store: redistransport.NewStore(client, "die"), Logger: discardLogger(), Rate: -1})
+		t.Cleanup(func() { b.Close(broker.ReasonKicked) })
+		return b, serveWS(t, b)
+	}
+	n1, url1 := node("n1")
+	_, url2 := node("n2")
+	bob, _ := brokertest.Join(t, transporttest.WebSocket(url1), "r", "bob")
+	alice, _ := brokertest.Join(t, transporttest.WebSocket(url2), "r", "alice")
+	bob.Expect(broker.TypePeerJoined)
+	for i := 0; i < 20; i++ {
+		alice.Send(fmt.Sprintf(`{"type":"candidate","to":"bob","payload":{"candidate":"c%d","sdpMid":"0","sdpMLineIndex":0}}`, i))
+	}
+	for i := 0; i < 10; i++ {
+		bob.Expect("candidate")
+	}
+	// n1 dies: its connections drop, it tells nobody.
+	_ = bob.Conn.Drop()
+	n1.Close(broker.ReasonKicked)
+	for i := 20; i < 40; i++ {
+		alice.Send(fmt.Sprintf(`{"type":"candidate","to":"bob","payload":{"candidate":"c%d","sdpMid":"0","sdpMLineIndex":0}}`, i))
+	}
+	again, w := brokertest.Join(t, transporttest.WebSocket(url2), "r", "bob", "resume",
+		fmt.Sprintf(`{"session":%q,"last_seq":%d}`, bob.Session, bob.Last))
+	if !w.Resumed {
+		t.Fatalf("not resumed: %+v", w)
+	}
+	again.Last = bob.Last
+	for i := 10; i < 40; i++ {
+		env := again.Expect("candidate")
+		if want := fmt.Sprintf(`"c%d"`, i); !strings.Contains(string(env.Payload), want) {
+			t.Fatalf("after resume got %s, want %s", env.Payload, want)
+		}
+	}
+	alice.Send(`{"type":"message","to":"bob","payload":"last"}`)
+	if env := again.Next(); string(env.Payload) != `"last"` {
+		t.Fatalf("after the missed ones: %s", env.Raw)
+	}
+	alice.Send(`{"type":"ping"}`)
+	if env := alice.Next(); env.Type != broker.TypePong {
+		t.Fatalf("alice saw %s", env.Raw)
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,0 +1,198 @@
+package redistransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Timings of a subscription.
+const (
+	// healthInterval is how long a subscription may hear nothing before it
+	// pings Redis; a ping unanswered for as long again means the connection
+	// is dead, and it is replaced.
+	healthInterval = 3 * time.Second
+	// resubscribeMin and resubscribeMax bound the backoff between attempts
+	// to subscribe again after the connection failed.
+	resubscribeMin = 50 * time.Millisecond
+	resubscribeMax = time.Second
+)
+
+// errNotSubscribed is what Err reports before the first subscription is confirmed.
+var errNotSubscribed = errors.New("redistransport: not subscribed yet")
+
+// subscription keeps one connection subscribed to a fixed set of channels,
+// whatever happens to Redis: it reads messages and hands them to handle, in
+// order, from its one goroutine; when the connection fails (an error, or no
+// answer to a ping) it drops it and subscribes again on a new one, with
+// backoff. go-redis's PubSub also reconnects by itself, but only when a read
+// fails, and it cannot tell its caller; owning the loop lets Err report an
+// outage while it lasts and onSubscribed run after every (re)subscription.
+type subscription struct {
+	client       redis.UniversalClient
+	channels     []string
+	handle       func(*redis.Message)
+	onSubscribed func(again bool) // after every confirmed subscription; again: not the first
+	log          *slog.Logger
+
+	firstOnce sync.Once
+	first     chan struct{} // closed at the first confirmed subscription
+
+	mu      sync.Mutex
+	ps      *redis.PubSub
+	err     error // nil while subscribed
+	since   time.Time
+	stopped bool
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func newSubscription(client redis.UniversalClient, channels []string, log *slog.Logger, handle func(*redis.Message)) *subscription {
+	return &subscription{
+		client:   client,
+		channels: channels,
+		handle:   handle,
+		log:      log,
+		err:      errNotSubscribed,
+		since:    time.Now(),
+		first:    make(chan struct{}),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// waitSubscribed waits until the subscription is first confirmed, or for
+// timeout, and reports whether it is.
+func (s *subscription) waitSubscribed(timeout time.Duration) bool {
+	select {
+	case <-s.first:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// start runs the subscription in its own goroutine until close.
+func (s *subscription) start() { go s.run() }
+
+// Err is nil while the subscription is confirmed, else why it is not.
+func (s *subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		return nil
+	}
+	return fmt.Errorf("redis subscription to %v down for %v: %w", s.channels, time.Since(s.since).Round(time.Millisecond), s.err)
+}
+
+func (s *subscription) setErr(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if (s.err == nil) != (err == nil) {
+		s.since = time.Now()
+	}
+	s.err = err
+}
+
+// close unsubscribes and waits for the goroutine to end; handle is not called
+// after it returns. Closing twice is harmless.
+func (s *subscription) close() {
+	s.mu.Lock()
+	if !s.stopped {
+		s.stopped = true
+		close(s.stop)
+		if s.ps != nil {
+			_ = s.ps.Close() // unblocks the read
+		}
+	}
+	s.mu.Unlock()
+	<-s.done
+}
+
+func (s *subscription) run() {
+	defer close(s.done)
+	backoff := resubscribeMin
+	subscribed := false
+	for {
+		ctx := context.Background()
+		ps := s.client.Subscribe(ctx, s.channels...)
+		s.mu.Lock()
+		if s.stopped {
+			s.mu.Unlock()
+			_ = ps.Close()
+			return
+		}
+		s.ps = ps
+		s.mu.Unlock()
+		err := s.read(ps, func() {
+			backoff = resubscribeMin
+			again := subscribed
+			subscribed = true
+			s.setErr(nil)
+			if again {
+				s.log.Info("redis subscription restored", "channels", s.channels)
+			}
+			if s.onSubscribed != nil {
+				s.onSubscribed(again)
+			}
+			s.firstOnce.Do(func() { close(s.first) })
+		})
+		_ = ps.Close()
+		s.mu.Lock()
+		s.ps = nil
+		stopped := s.stopped
+		s.mu.Unlock()
+		if stopped {
+			return
+		}
+		if s.Err() == nil {
+			s.log.Warn("redis subscription lost; subscribing again", "channels", s.channels, "error", err)
+		}
+		s.setErr(err)
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, resubscribeMax)
+	}
+}
+
+// read takes messages from ps until its connection fails; confirmed is called
+// once every channel's subscription is confirmed.
+func (s *subscription) read(ps *redis.PubSub, confirmed func()) error {
+	pinged := false
+	ctx := context.Background()
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if pinged {
+					return errors.New("redis did not answer a ping")
+				}
+				if err := ps.Ping(ctx); err != nil {
+					return err
+				}
+				pinged = true
+				continue
+			}
+			return err
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && m.Count == len(s.channels) {
+				confirmed()
+			}
+		case *redis.Message:
+			s.handle(m)
+		}
+	}
+}

@@ -26,6 +26,10 @@ const (
 	EventWake  EventKind = "wake"  // the store gave Seq to a message for Session (peer To)
 	EventMoved EventKind = "moved" // Session (peer Peer) is now served by Node
 	EventSlow  EventKind = "slow"  // Session (peer To) stopped taking its messages
+	// EventResync is not published: a backplane hands it to its own node
+	// when it has been cut off and may have missed events (Redis restarted,
+	// say), so that the node looks at the store again.
+	EventResync EventKind = "resync"
 )
 
 // Event is what one node tells the others about a room.

@@ -673,6 +673,10 @@ func (b *Broker) flushHeldLocked(r *room, peer string) {
 
 // remote acts on an event from another node.
 func (b *Broker) remote(ev Event) {
+	if ev.Kind == EventResync {
+		go b.resync()
+		return
+	}
 	r := b.lockRoom(ev.Room, false)
 	if r == nil {
 		return
@@ -716,6 +720,30 @@ func (b *Broker) remote(ev Event) {
 		}
 	}
 	b.dropRoomIfEmptyLocked(r)
+}
+
+// resync looks at the store again for every session of this node: events
+// that told of new messages may have been lost while the backplane was cut off.
+func (b *Broker) resync() {
+	st := b.opts.Store
+	if st == nil {
+		return
+	}
+	b.mu.RLock()
+	all := make([]*Session, 0, len(b.sessions))
+	for _, s := range b.sessions {
+		all = append(all, s)
+	}
+	b.mu.RUnlock()
+	for _, s := range all {
+		ctx, cancel := context.WithTimeout(context.Background(), storeOp)
+		last, _, err := st.Seqs(ctx, s.id)
+		cancel()
+		if err == nil {
+			s.heard(last)
+		}
+	}
+	b.log.Info("looked at the store again after the backplane was cut off", "sessions", len(all))
 }
 
 // adopt takes over, from the store, a session that another node served.

@@ -203,6 +203,9 @@ func (s *Session) takeStored(after uint64, direct [][]byte, closed bool) ([][]by
 	defer cancel()
 	frames, last, err := s.store.Take(ctx, s.id, after, maxBatch)
 	if err != nil {
+		if len(direct) > 0 {
+			return direct, after, nil // the store can wait; these cannot
+		}
 		return nil, after, err
 	}
 	frames = append(direct, frames...)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -108,13 +109,16 @@ func freeAddr(t *testing.T) string {
 func serveNode(t *testing.T, redisURL, id string, extra ...string) (*proc, string) {
 	t.Helper()
 	addr := freeAddr(t)
-	env := append([]string{
+	env := []string{
 		"SWITCHBOARD_LISTEN=" + addr,
 		"SWITCHBOARD_NODE_ID=" + id,
-		"SWITCHBOARD_CLUSTER_REDIS_URL=" + redisURL,
 		"SWITCHBOARD_LIMITS_RATE=-1",
 		"SWITCHBOARD_LOG_LEVEL=warn",
-	}, extra...)
+	}
+	if redisURL != "" {
+		env = append(env, "SWITCHBOARD_CLUSTER_REDIS_URL="+redisURL)
+	}
+	env = append(env, extra...)
 	p := spawn(t, env, "serve")
 	base := "http://" + addr
 	deadline := time.Now().Add(20 * time.Second)
@@ -246,4 +250,143 @@ func TestClusterNodeKilled(t *testing.T) {
 		t.Fatalf("lp saw %s", env.Raw)
 	}
 	_ = context.Background
+}
+
+// TestClusterOnRedisCluster: the two-node exchange across nodes on a
+// three-master Redis Cluster.
+func TestClusterOnRedisCluster(t *testing.T) {
+	rc := redistest.StartCluster(t)
+	addrs := "SWITCHBOARD_CLUSTER_REDIS_ADDRS=" + strings.Join(rc.Addrs, ",")
+	_, node1 := serveNode(t, "", "node1", addrs)
+	n2, node2 := serveNode(t, "", "node2", addrs)
+	ws, _ := brokertest.Join(t, transporttest.WebSocket(transporttest.WSURL(node1)), "call", "ws")
+	lp, w := brokertest.Join(t, transporttest.LongPoll(node2), "call", "lp")
+	if len(w.Peers) != 1 || w.Peers[0].Peer != "ws" {
+		t.Fatalf("lp's welcome on node 2: %+v", w)
+	}
+	ws.Expect(broker.TypePeerJoined)
+	ws.Send(`{"type":"offer","to":"lp","payload":{"type":"offer","sdp":"v=0 offer"}}`)
+	lp.Expect("offer")
+	lp.Send(`{"type":"answer","to":"ws","payload":{"type":"answer","sdp":"v=0 answer"}}`)
+	ws.Expect("answer")
+	for i := 0; i < 100; i++ {
+		ws.Send(`{"type":"candidate","to":"lp","payload":` + candidate(i) + `}`)
+		lp.Send(`{"type":"candidate","to":"ws","payload":` + candidate(i) + `}`)
+	}
+	for i := 0; i < 100; i++ {
+		if env := lp.Expect("candidate"); string(env.Payload) != candidate(i) {
+			t.Fatalf("lp's candidate %d: %s", i, env.Payload)
+		}
+		if env := ws.Expect("candidate"); string(env.Payload) != candidate(i) {
+			t.Fatalf("ws's candidate %d: %s", i, env.Payload)
+		}
+	}
+	// Node 2 dies; lp resumes on node 1 with what it missed.
+	ws.Send(`{"type":"message","to":"lp","payload":"while node 2 is down"}`)
+	_ = n2.cmd.Process.Signal(syscall.SIGKILL)
+	_ = n2.cmd.Wait()
+	again, w := brokertest.Join(t, transporttest.LongPoll(node1), "call", "lp", "resume",
+		fmt.Sprintf(`{"session":%q,"last_seq":%d}`, lp.Session, lp.Last))
+	if !w.Resumed {
+		t.Fatalf("not resumed: %+v", w)
+	}
+	again.Last = lp.Last
+	if env := again.Expect("message"); string(env.Payload) != `"while node 2 is down"` {
+		t.Fatalf("after resume: %s", env.Raw)
+	}
+}
+
+// TestRedisRestartMidExchange: redis-server (with an append-only file) is
+// stopped and started again while a peer on node 1 sends to a peer on node
+// 2; every message is either delivered or refused with an error to its
+// sender, and relaying goes on afterwards.
+func TestRedisRestartMidExchange(t *testing.T) {
+	srv := redistest.StartPersistent(t)
+	_, node1 := serveNode(t, srv.URL(), "node1")
+	_, node2 := serveNode(t, srv.URL(), "node2")
+	a, _ := brokertest.Join(t, transporttest.WebSocket(transporttest.WSURL(node1)), "r", "a")
+	b, _ := brokertest.Join(t, transporttest.WebSocket(transporttest.WSURL(node2)), "r", "b")
+	a.Expect(broker.TypePeerJoined)
+
+	const n = 150
+	var mu sync.Mutex
+	delivered, refused := map[string]bool{}, map[string]bool{}
+	accounted := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		seen := map[string]bool{}
+		for id := range delivered {
+			seen[id] = true
+		}
+		for id := range refused {
+			seen[id] = true
+		}
+		return len(seen)
+	}
+	readAll := func(p *brokertest.Peer, into map[string]bool, refusals bool) {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			data, err := p.Conn.Recv(ctx)
+			cancel()
+			if err != nil {
+				return
+			}
+			var env struct {
+				Type    string          `json:"type"`
+				Payload json.RawMessage `json:"payload"`
+			}
+			_ = json.Unmarshal(data, &env)
+			var e struct{ Ref string }
+			var id string
+			switch {
+			case refusals && env.Type == "error":
+				_ = json.Unmarshal(env.Payload, &e)
+				id = e.Ref
+			case !refusals && env.Type == "message":
+				_ = json.Unmarshal(env.Payload, &id)
+			}
+			if id != "" {
+				mu.Lock()
+				into[id] = true
+				mu.Unlock()
+			}
+		}
+	}
+	go readAll(a, refused, true)
+	go readAll(b, delivered, false)
+	for i := 0; i < n; i++ {
+		switch i {
+		case 50:
+			srv.Stop()
+		case 100:
+			srv.Restart()
+		}
+		id := fmt.Sprintf("m%d", i)
+		a.Send(fmt.Sprintf(`{"type":"message","to":"b","id":%q,"payload":%q}`, id, id))
+		if i >= 50 && i < 100 {
+			time.Sleep(60 * time.Millisecond) // Redis is down for 3 s
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for accounted() < n && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var lost []string
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("m%d", i)
+		if !delivered[id] && !refused[id] {
+			lost = append(lost, id)
+		}
+	}
+	if len(lost) > 0 {
+		t.Fatalf("%d messages neither delivered nor refused: %v (delivered %d, refused %d)", len(lost), lost, len(delivered), len(refused))
+	}
+	if !delivered[fmt.Sprintf("m%d", n-1)] {
+		t.Fatalf("relaying did not resume after the restart (delivered %d, refused %d)", len(delivered), len(refused))
+	}
+	t.Logf("delivered %d, refused %d of %d", len(delivered), len(refused), n)
 }

@@ -2,6 +2,8 @@ package redistransport
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +34,9 @@ const (
 	beatRetry = 200 * time.Millisecond
 	// forgetNode is how long a dead node is remembered as one.
 	forgetNode = 24 * time.Hour
+	// confirmWait is how long a relay to one peer waits for its node to
+	// confirm it; past it, the sender is refused.
+	confirmWait = 3 * time.Second
 )
 
 // BackplaneOptions configures a Backplane. The zero value of every field
@@ -73,9 +78,13 @@ type BackplaneOptions struct {
 // Events travel as JSON broker.Event on Prefix:events, which every node
 // reads (skipping its own), except relays to one peer, which go to the
 // channel of the node that holds it, Prefix:events:<node>, in one script
-// that looks the peer up and publishes; PUBLISH's count then tells whether
-// that node heard it, and if not the sender is refused instead of the
-// message vanishing.
+// that looks the peer up and publishes. Such a relay carries a "confirm"
+// id, which the receiving node publishes back to Prefix:confirm:<sender>
+// as soon as it reads it; a relay that no node heard (PUBLISH answered 0)
+// or that is not confirmed within 3 s is refused to its sender instead of
+// vanishing, even if Redis dies with it in flight. Other events (peers
+// joining and leaving, messages to a whole room) are best effort: what a
+// node misses while its subscription is down is lost to it.
 //
 // When Redis loses its data (a restart without persistence) or a node was
 // cut off for longer than NodeTTL, the node finds its key gone at its next
@@ -95,7 +104,7 @@ type Backplane struct {
 	ttl     time.Duration
 
 	mu      sync.Mutex
-	subs    map[*subscription]string            // subscriptions and their node
+	subs    map[*subscription]func()            // subscriptions and what cancels them
 	nodes   map[string]int                      // nodes subscribed here, counted
 	local   map[string]map[string]broker.Member // room → peer → member claimed through this backplane
 	pending []release                           // releases Redis refused, tried again each beat
@@ -104,10 +113,22 @@ type Backplane struct {
 	beatAt  time.Time                           // the last successful heartbeat
 	closed  bool
 	started bool
-	kick    chan struct{} // beat now
+	waiting map[string]chan struct{} // relays published, by id, whose confirmation is awaited
+	kick    chan struct{}            // beat now
 	stop    chan struct{}
 	done    chan struct{}
 }
+
+// wireEvent is a broker.Event as the backplane publishes it: the event's own
+// JSON, with a confirmation id when its publisher waits to hear that the
+// receiving node has it.
+type wireEvent struct {
+	broker.Event
+	Confirm string `json:"confirm,omitempty"` // publish this id to the publisher's confirm channel on receipt
+}
+
+// confirmation is a confirmation to publish: id, to the node that waits for it.
+type confirmation struct{ node, id string }
 
 type release struct {
 	room string
@@ -126,17 +147,18 @@ func NewBackplane(opts BackplaneOptions) (*Backplane, error) {
 		opts.Logger = slog.Default()
 	}
 	bp := &Backplane{
-		opts:  opts,
-		keys:  newKeys(opts.Prefix),
-		log:   opts.Logger.With("backplane", "redis"),
-		ttl:   opts.NodeTTL,
-		subs:  make(map[*subscription]string),
-		nodes: make(map[string]int),
-		local: make(map[string]map[string]broker.Member),
-		alive: make(map[string]time.Time),
-		kick:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		opts:    opts,
+		keys:    newKeys(opts.Prefix),
+		log:     opts.Logger.With("backplane", "redis"),
+		ttl:     opts.NodeTTL,
+		subs:    make(map[*subscription]func()),
+		nodes:   make(map[string]int),
+		local:   make(map[string]map[string]broker.Member),
+		alive:   make(map[string]time.Time),
+		waiting: make(map[string]chan struct{}),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	if opts.Client != nil {
 		bp.client = opts.Client
@@ -360,29 +382,89 @@ func (bp *Backplane) reap(ctx context.Context, room, raw string, m broker.Member
 }
 
 // Publish implements broker.Backplane. A relay to one peer goes to its
-// node's channel and fails unless that node heard it; every other event goes
-// to all nodes.
+// node's channel, and Publish returns only once that node has confirmed it
+// received it: PUBLISH counts a subscriber as soon as the message is queued
+// for it, so without the confirmation a Redis crash at that moment would
+// lose it unseen. Every other event goes to all nodes, best effort.
 func (bp *Backplane) Publish(ctx context.Context, ev broker.Event) error {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return err
-	}
-	if ev.Kind == broker.EventRelay && ev.To != "" {
-		n, err := relayScript.Run(ctx, bp.client, []string{bp.keys.room(ev.Room)}, ev.To, bp.keys.events()+":", data).Int64()
-		switch {
-		case err != nil:
-			return fmt.Errorf("redistransport: relaying to %s/%s: %w", ev.Room, ev.To, err)
-		case n < 0:
-			return broker.Errorf(broker.CodePeerUnavailable, "peer %s is not in room %s", ev.To, ev.Room)
-		case n == 0 && !bp.cluster:
-			return broker.Errorf(broker.CodeInternal, "the node serving peer %s cannot be reached just now; send again", ev.To)
+	if ev.Kind != broker.EventRelay || ev.To == "" {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		if err := bp.client.Publish(ctx, bp.keys.events(), data).Err(); err != nil {
+			return fmt.Errorf("redistransport: publishing a %s event: %w", ev.Kind, err)
 		}
 		return nil
 	}
-	if err := bp.client.Publish(ctx, bp.keys.events(), data).Err(); err != nil {
-		return fmt.Errorf("redistransport: publishing a %s event: %w", ev.Kind, err)
+	w := wireEvent{Event: ev}
+	var confirmed chan struct{}
+	bp.mu.Lock()
+	if bp.nodes[ev.Node] > 0 { // the confirmation comes back on its channel
+		w.Confirm = randomHex(8)
+		confirmed = make(chan struct{})
+		bp.waiting[w.Confirm] = confirmed
 	}
-	return nil
+	bp.mu.Unlock()
+	if confirmed != nil {
+		defer func() {
+			bp.mu.Lock()
+			delete(bp.waiting, w.Confirm)
+			bp.mu.Unlock()
+		}()
+	}
+	data, err := json.Marshal(w)
+	if err != nil {
+		return err
+	}
+	n, err := relayScript.Run(ctx, bp.client, []string{bp.keys.room(ev.Room)}, ev.To, bp.keys.events()+":", data).Int64()
+	switch {
+	case err != nil:
+		return fmt.Errorf("redistransport: relaying to %s/%s: %w", ev.Room, ev.To, err)
+	case n < 0:
+		return broker.Errorf(broker.CodePeerUnavailable, "peer %s is not in room %s", ev.To, ev.Room)
+	case n == 0 && !bp.cluster:
+		return broker.Errorf(broker.CodeInternal, "the node serving peer %s cannot be reached just now; send again", ev.To)
+	case confirmed == nil:
+		return nil
+	}
+	timer := time.NewTimer(confirmWait)
+	defer timer.Stop()
+	select {
+	case <-confirmed:
+		return nil
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return broker.Errorf(broker.CodeInternal, "the node serving peer %s did not confirm the message; it may not have arrived: send again", ev.To)
+}
+
+// confirmed wakes the relay waiting for id, if any.
+func (bp *Backplane) confirmed(id string) {
+	bp.mu.Lock()
+	c := bp.waiting[id]
+	delete(bp.waiting, id)
+	bp.mu.Unlock()
+	if c != nil {
+		close(c)
+	}
+}
+
+// confirm publishes the confirmations a subscription queues, until it is closed.
+func (bp *Backplane) confirm(queue <-chan confirmation, log *slog.Logger) {
+	for c := range queue {
+		ctx, cancel := context.WithTimeout(context.Background(), confirmWait)
+		if err := bp.client.Publish(ctx, bp.keys.confirms(c.node), c.id).Err(); err != nil {
+			log.Debug("confirming a relay failed; its sender will be refused", "node", c.node, "error", err)
+		}
+		cancel()
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Subscribe implements broker.Backplane. It also makes node a live member of
@@ -393,48 +475,54 @@ func (bp *Backplane) Publish(ctx context.Context, ev broker.Event) error {
 func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func()) {
 	all, own := bp.keys.events(), bp.keys.nodeEvents(node)
 	log := bp.log.With("node", node)
+	confirms := make(chan confirmation, 1024)
 	sub := newSubscription(bp.client, []string{all, own}, log, func(msg *redis.Message) {
-		var ev broker.Event
-		if err := json.Unmarshal([]byte(msg.Payload), &ev); err != nil {
+		var w wireEvent
+		if err := json.Unmarshal([]byte(msg.Payload), &w); err != nil {
 			log.Warn("unreadable event on the backplane; ignored", "channel", msg.Channel, "error", err)
 			return
 		}
-		if msg.Channel == all && ev.Node == node {
+		if msg.Channel == all && w.Node == node {
 			return
 		}
-		fn(ev)
+		if w.Confirm != "" {
+			// On receipt, not after fn: fn may itself publish a relay and
+			// wait, and two nodes must not wait for each other.
+			select {
+			case confirms <- confirmation{node: w.Node, id: w.Confirm}:
+			default: // the publisher times out and refuses its sender
+			}
+		}
+		fn(w.Event)
 	})
+	// Confirmations of this node's relays come on a subscription of their
+	// own, so that a relay published from within fn (the broker flushing a
+	// held message) can be confirmed while fn waits.
+	confirmSub := newSubscription(bp.client, []string{bp.keys.confirms(node)}, log, func(msg *redis.Message) {
+		bp.confirmed(msg.Payload)
+	})
+	confirmed := make(chan struct{})
+	go func() {
+		defer close(confirmed)
+		bp.confirm(confirms, log)
+	}()
 	sub.onSubscribed = func(again bool) {
 		if again {
 			bp.beatSoon() // Redis may have restarted: claim the members again
+			// Events published while the subscription was down are lost.
+			fn(broker.Event{Kind: broker.EventResync, Node: node})
 		}
 	}
-	bp.mu.Lock()
-	bp.subs[sub] = node
-	first := bp.nodes[node] == 0
-	bp.nodes[node]++
-	startLoop := !bp.started && !bp.closed
-	bp.started = bp.started || startLoop
-	bp.mu.Unlock()
-	sub.start()
-	if !sub.waitSubscribed(opTimeout) {
-		log.Warn("backplane not subscribed yet; going on, events may be missed until it is", "error", sub.Err())
-	}
-	if first {
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		bp.beatNode(ctx, node)
-		bp.cleanStale(ctx, node)
-		cancel()
-	}
-	if startLoop {
-		go bp.loop()
-	}
 	var once sync.Once
-	return func() {
+	cancel = func() {
 		once.Do(func() {
 			sub.close()
+			confirmSub.close()
+			close(confirms)
+			<-confirmed
 			bp.mu.Lock()
 			delete(bp.subs, sub)
+			delete(bp.subs, confirmSub)
 			bp.nodes[node]--
 			last := bp.nodes[node] == 0
 			if last {
@@ -448,6 +536,29 @@ func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func(
 			}
 		})
 	}
+	bp.mu.Lock()
+	bp.subs[sub] = cancel
+	bp.subs[confirmSub] = func() {} // cancelled with sub
+	first := bp.nodes[node] == 0
+	bp.nodes[node]++
+	startLoop := !bp.started && !bp.closed
+	bp.started = bp.started || startLoop
+	bp.mu.Unlock()
+	sub.start()
+	confirmSub.start()
+	if !sub.waitSubscribed(opTimeout) || !confirmSub.waitSubscribed(opTimeout) {
+		log.Warn("backplane not subscribed yet; going on, events may be missed until it is", "error", sub.Err())
+	}
+	if first {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		bp.beatNode(ctx, node)
+		bp.cleanStale(ctx, node)
+		cancel()
+	}
+	if startLoop {
+		go bp.loop()
+	}
+	return cancel
 }
 
 // Ready reports whether the backplane works: nil while every subscription
@@ -469,8 +580,8 @@ func (bp *Backplane) Ready() error {
 	return nil
 }
 
-// Close stops the heartbeat and every subscription still open, and closes
-// the Redis client if the backplane made it. Close it after the brokers
+// Close cancels every subscription still open, stops the heartbeat, and
+// closes the Redis client if the backplane made it. Close it after the brokers
 // using it; closing twice is harmless.
 func (bp *Backplane) Close() error {
 	bp.mu.Lock()
@@ -480,13 +591,13 @@ func (bp *Backplane) Close() error {
 	}
 	bp.closed = true
 	started := bp.started
-	subs := make([]*subscription, 0, len(bp.subs))
-	for s := range bp.subs {
-		subs = append(subs, s)
+	cancels := make([]func(), 0, len(bp.subs))
+	for _, c := range bp.subs {
+		cancels = append(cancels, c)
 	}
 	bp.mu.Unlock()
-	for _, s := range subs {
-		s.close()
+	for _, c := range cancels {
+		c()
 	}
 	close(bp.stop)
 	if started {

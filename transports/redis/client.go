@@ -124,8 +124,11 @@ func (k keys) events() string { return k.prefix + ":events" }
 // nodeEvents is the channel of events for one node (relays to its peers).
 func (k keys) nodeEvents(node string) string { return k.prefix + ":events:" + node }
 
+// confirms is the channel on which a node hears that its relays arrived.
+func (k keys) confirms(node string) string { return k.prefix + ":confirm:" + node }
+
 // reserved reports whether ch is one of the broker's own channels, which a
 // peer may not name as its reply channel.
 func (k keys) reserved(ch string) bool {
-	return ch == k.in() || ch == k.events() || strings.HasPrefix(ch, k.events()+":")
+	return ch == k.in() || ch == k.events() || strings.HasPrefix(ch, k.events()+":") || strings.HasPrefix(ch, k.prefix+":confirm:")
 }

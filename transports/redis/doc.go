@@ -51,6 +51,12 @@
 //     published again.
 //   - PUBLISH's answer tells a peer whether a broker heard it: 0 means no
 //     broker reads P:in (it is down or restarting); publish again.
+//   - Pub/sub loses what is in flight when a connection or Redis dies, and
+//     PUBLISH cannot tell: it counts a subscriber once the message is
+//     queued for it. So a peer that sees a seq skip one, or whose
+//     subscription was restored after a drop, resumes its session with the
+//     last seq it has (a join with resume, as above), and drops envelopes
+//     whose seq it already has.
 //
 // Several nodes of a cluster may all run the transport on one prefix: they
 // all read P:in, so a join is answered by one node only (the first to set
@@ -73,7 +79,8 @@
 // Keys and channels, under prefix P: P:in, P:peer:<room>:<peer> and the
 // peers' reply channels (transport); P:join:<digest> (join arbitration);
 // P:room:<room>, P:node:<node>, P:nodes, P:node-rooms:<node>,
-// P:reaped:<node>, P:events and P:events:<node> (backplane).
+// P:reaped:<node>, P:events, P:events:<node> and P:confirm:<node>
+// (backplane).
 //
 // Package redistest starts a real redis-server for tests and dials the
 // transport at the wire level for the conformance kit, broker/brokertest.

@@ -25,9 +25,10 @@ const Name = "websocket"
 const (
 	DefaultJoinTimeout  = 10 * time.Second // the first frame, a join, must come within this
 	DefaultPingInterval = 25 * time.Second
-	DefaultIdleTimeout  = 60 * time.Second // a connection silent this long is dropped
-	DefaultWriteTimeout = 10 * time.Second // one write may take this long
-	closeGrace          = time.Second      // how long a closing handshake may take
+	DefaultIdleTimeout  = 60 * time.Second       // a connection silent this long is dropped
+	DefaultWriteTimeout = 10 * time.Second       // one write may take this long
+	closeGrace          = time.Second            // how long a closing handshake may take
+	retryFlush          = 500 * time.Millisecond // a flush that could not reach the store tries again after this
 
 	// Buffer sizes: a connection keeps its small read buffer for life; write
 	// buffers come from a pool only while a message is written.
@@ -456,12 +457,19 @@ func (c *conn) flush() {
 		if errors.Is(err, broker.ErrSuperseded) {
 			return
 		}
-		if err != nil {
-			var pe *broker.Error
-			if errors.As(err, &pe) {
-				_ = c.write(broker.ErrorFrame(pe))
-			}
+		var pe *broker.Error
+		switch {
+		case errors.As(err, &pe):
+			_ = c.write(broker.ErrorFrame(pe))
+			fallthrough
+		case errors.Is(err, broker.ErrSessionClosed):
 			c.closeWith(websocket.CloseNormalClosure, "session ended")
+			return
+		case err != nil:
+			// The session's store is unreachable for now: try again soon.
+			c.sess.Logger().Warn("websocket flush: the mailbox is unreachable; retrying", "error", err)
+			c.flushing.Store(false)
+			time.AfterFunc(retryFlush, c.kick)
 			return
 		}
 		if len(frames) == 0 {

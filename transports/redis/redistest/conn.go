@@ -33,18 +33,26 @@ func Dial(client redis.UniversalClient, prefix string) brokertest.Dialer {
 	return DialWith(client, prefix, Options{})
 }
 
-// Options are what a Conn may do beyond the bare wire protocol.
+// Options are what a Conn may do beyond the bare wire protocol, as a client
+// library does.
 type Options struct {
 	// KeepAlive, if positive, makes a joined Conn publish a ping this often,
 	// as a client does to stay within the broker's idle timeout. The pongs
 	// that answer these pings are not returned by Recv.
 	KeepAlive time.Duration
+	// Resume makes the Conn recover what pub/sub may lose when Redis or the
+	// network fails: when its subscription is restored after a drop, or an
+	// envelope's seq skips one, it resumes its session with the last seq it
+	// has (the broker publishes everything after it again), and it drops
+	// envelopes whose seq it already has. Recv returns neither the resumed
+	// welcome nor the gap.
+	Resume bool
 }
 
 // DialWith is Dial with opts.
 func DialWith(client redis.UniversalClient, prefix string, opts Options) brokertest.Dialer {
 	return func(ctx context.Context) (brokertest.Conn, error) {
-		c, err := DialConn(ctx, client, prefix)
+		c, err := dialConn(ctx, client, prefix, opts)
 		if err == nil && opts.KeepAlive > 0 {
 			go c.keepAlive(opts.KeepAlive)
 		}
@@ -113,13 +121,18 @@ type Conn struct {
 	client redis.UniversalClient
 	prefix string
 	reply  string
+	opts   Options
 	ps     *redis.PubSub
 	done   chan struct{}
 
 	mu       sync.Mutex
 	session  string
+	room     string
+	peer     string
 	peerChan string // subscribed peer channel, once known
 	welcomed bool   // the join's welcome has arrived
+	last     uint64 // with Resume: the last seq taken
+	resuming time.Time
 	queue    [][]byte
 	wake     chan struct{}
 	dropped  bool
@@ -128,12 +141,17 @@ type Conn struct {
 // DialConn subscribes to a fresh reply channel and returns the Conn, ready
 // to send its join.
 func DialConn(ctx context.Context, client redis.UniversalClient, prefix string) (*Conn, error) {
+	return dialConn(ctx, client, prefix, Options{})
+}
+
+func dialConn(ctx context.Context, client redis.UniversalClient, prefix string, opts Options) (*Conn, error) {
 	id := make([]byte, 12)
 	_, _ = rand.Read(id)
 	c := &Conn{
 		client: client,
 		prefix: prefix,
 		reply:  prefix + ":reply:" + hex.EncodeToString(id),
+		opts:   opts,
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
@@ -142,7 +160,7 @@ func DialConn(ctx context.Context, client redis.UniversalClient, prefix string) 
 		_ = c.ps.Close()
 		return nil, fmt.Errorf("redistest: subscribing to %s: %w", c.reply, err)
 	}
-	msgs := c.ps.Channel(redis.WithChannelSize(4096), redis.WithChannelHealthCheckInterval(time.Second))
+	msgs := c.ps.ChannelWithSubscriptions(redis.WithChannelSize(4096), redis.WithChannelHealthCheckInterval(time.Second))
 	go c.read(msgs)
 	return c, nil
 }
@@ -157,56 +175,129 @@ func (c *Conn) Session() string {
 // ReplyChannel is the channel on which this Conn hears the answer to its join.
 func (c *Conn) ReplyChannel() string { return c.reply }
 
-func (c *Conn) read(msgs <-chan *redis.Message) {
+func (c *Conn) read(msgs <-chan any) {
 	defer close(c.done)
-	for m := range msgs {
-		data := []byte(m.Payload)
-		if m.Channel == c.reply {
-			c.welcome(data)
-		} else {
-			c.mu.Lock()
-			early := !c.welcomed
-			c.mu.Unlock()
-			if early || isKeepAlivePong(data) {
-				// Before the welcome, the peer channel may carry what an
-				// earlier connection of a resumed session was being sent;
-				// the broker sends it all again after the welcome.
-				continue
+	for msg := range msgs {
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			// Only a restored connection confirms the reply channel again.
+			if m.Kind == "subscribe" && m.Channel == c.reply && c.opts.Resume {
+				c.resume()
 			}
-		}
-		c.mu.Lock()
-		c.queue = append(c.queue, data)
-		c.mu.Unlock()
-		select {
-		case c.wake <- struct{}{}:
-		default:
+		case *redis.Message:
+			if data, ok := c.take(m); ok {
+				c.mu.Lock()
+				c.queue = append(c.queue, data)
+				c.mu.Unlock()
+				select {
+				case c.wake <- struct{}{}:
+				default:
+				}
+			}
 		}
 	}
 }
 
+// take decides whether a message is one for Recv.
+func (c *Conn) take(m *redis.Message) ([]byte, bool) {
+	data := []byte(m.Payload)
+	if m.Channel == c.reply {
+		return data, c.welcome(data)
+	}
+	c.mu.Lock()
+	early := !c.welcomed
+	c.mu.Unlock()
+	if early || isKeepAlivePong(data) {
+		// Before the welcome, the peer channel may carry what an earlier
+		// connection of a resumed session was being sent; the broker sends
+		// it all again after the welcome.
+		return nil, false
+	}
+	if !c.opts.Resume {
+		return data, true
+	}
+	var env struct {
+		Seq uint64 `json:"seq"`
+	}
+	_ = json.Unmarshal(data, &env)
+	if env.Seq == 0 {
+		return data, true
+	}
+	c.mu.Lock()
+	last := c.last
+	if env.Seq == last+1 {
+		c.last = env.Seq
+	}
+	c.mu.Unlock()
+	switch {
+	case env.Seq <= last:
+		return nil, false // had it
+	case env.Seq > last+1:
+		c.resume()
+		return nil, false
+	}
+	return data, true
+}
+
+// resume asks the broker, in the background, to publish again everything
+// after the last seq taken. One resume at a time: another waits until the
+// first is answered, or for 5 s.
+func (c *Conn) resume() {
+	c.mu.Lock()
+	if c.session == "" || c.dropped || time.Since(c.resuming) < 5*time.Second {
+		c.mu.Unlock()
+		return
+	}
+	c.resuming = time.Now()
+	c.welcomed = false
+	join, _ := json.Marshal(map[string]any{
+		"type": "join", "room": c.room,
+		"payload": map[string]any{
+			"peer": c.peer, "reply": c.reply,
+			"resume": map[string]any{"session": c.session, "last_seq": c.last},
+		},
+	})
+	c.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = Publish(ctx, c.client, c.prefix+":in", join)
+	}()
+}
+
 // welcome keeps the session of a welcome and listens on its peer channel.
-func (c *Conn) welcome(data []byte) {
+// It reports whether Recv returns the message: not the welcome of a resume
+// the Conn made by itself.
+func (c *Conn) welcome(data []byte) bool {
 	var w struct {
 		Type    string `json:"type"`
 		Room    string `json:"room"`
+		Seq     uint64 `json:"seq"`
 		Payload struct {
 			Peer    string `json:"peer"`
 			Session string `json:"session"`
+			Resumed bool   `json:"resumed"`
 		} `json:"payload"`
 	}
 	if json.Unmarshal(data, &w) != nil || w.Type != "welcome" {
-		return
+		return true
 	}
 	ch := c.prefix + ":peer:" + w.Room + ":" + w.Payload.Peer
 	c.mu.Lock()
-	c.session = w.Payload.Session
+	own := !c.resuming.IsZero() && w.Payload.Resumed
+	c.resuming = time.Time{}
+	c.session, c.room, c.peer = w.Payload.Session, w.Room, w.Payload.Peer
 	c.welcomed = true
+	if w.Seq > 0 {
+		c.last = w.Seq
+	}
 	subscribe := c.peerChan != ch
 	c.peerChan = ch
 	c.mu.Unlock()
 	if subscribe {
 		_ = c.ps.Subscribe(context.Background(), ch)
 	}
+	return !own
 }
 
 // Send implements brokertest.Conn.
@@ -245,6 +336,14 @@ func (c *Conn) prepareJoin(ctx context.Context, data []byte) ([]byte, error) {
 	var room, peer string
 	_ = json.Unmarshal(env["room"], &room)
 	_ = json.Unmarshal(payload["peer"], &peer)
+	var resume struct {
+		LastSeq uint64 `json:"last_seq"`
+	}
+	if json.Unmarshal(payload["resume"], &resume) == nil {
+		c.mu.Lock()
+		c.last = resume.LastSeq
+		c.mu.Unlock()
+	}
 	if room != "" && peer != "" {
 		ch := c.prefix + ":peer:" + room + ":" + peer
 		c.mu.Lock()

@@ -29,9 +29,10 @@ const startTimeout = 10 * time.Second
 // data on disk, so a restart starts empty, as after a crash of a Redis
 // without persistence.
 type Server struct {
-	t    testing.TB
-	dir  string
-	port int
+	t       testing.TB
+	dir     string
+	port    int
+	persist bool // keep data on disk across Stop and Restart (append-only file)
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -42,13 +43,25 @@ type Server struct {
 // skips it otherwise.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return startServer(t, false)
+}
+
+// StartPersistent is Start for a redis-server that keeps its data in an
+// append-only file, synced on every write, so that it survives Restart.
+func StartPersistent(t testing.TB) *Server {
+	t.Helper()
+	return startServer(t, true)
+}
+
+func startServer(t testing.TB, persist bool) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("redis-server is not installed (apt-get install redis-server): %v", err)
 		}
 		t.Skipf("redis-server is not installed: %v", err)
 	}
-	s := &Server{t: t, dir: t.TempDir()}
+	s := &Server{t: t, dir: t.TempDir(), persist: persist}
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if s.port, err = freePort(); err != nil {
@@ -75,14 +88,18 @@ func freePort() (int, error) {
 }
 
 func (s *Server) start() error {
-	cmd := exec.Command("redis-server",
+	appendOnly := []string{"--appendonly", "no"}
+	if s.persist {
+		appendOnly = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	args := append([]string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
-		"--appendonly", "no",
 		"--dir", s.dir,
 		"--loglevel", "warning",
-	)
+	}, appendOnly...)
+	cmd := exec.Command("redis-server", args...)
 	log, err := os.OpenFile(s.dir+"/redis.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err

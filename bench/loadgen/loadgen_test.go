@@ -139,19 +139,18 @@ func checkResult(t *testing.T, res *Result) {
 // consumer.
 func TestRelayAcks(t *testing.T) {
 	broker := newFakeBroker()
-	broker.bound = 256 // past the driver's window of 64, yet small enough that a slow machine passes it many times over
 	srv := httptest.NewServer(broker.handler())
 	defer srv.Close()
 	defer broker.close()
 	o := quick(target{url: srv.URL, protocol: ProtocolSwitchboard, transport: TransportWebSocket}, WorkloadRelay)
 	o.Pairs = 1
-	o.Duration = time.Second
+	o.Duration = 2 * time.Second
 	res, err := Run(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Errors != 0 || res.Messages < int64(2*broker.bound) {
-		t.Fatalf("relayed %d messages with %d errors %v (%s); want over %d and none", res.Messages, res.Errors, res.ErrorKinds, res.FirstError, 2*broker.bound)
+	if res.Errors != 0 || res.Messages <= int64(broker.bound) {
+		t.Fatalf("relayed %d messages with %d errors %v (%s); want over %d and none", res.Messages, res.Errors, res.ErrorKinds, res.FirstError, broker.bound)
 	}
 	if broker.acks.Load() == 0 {
 		t.Fatal("the driver sent no ack")

@@ -78,6 +78,11 @@ type Options struct {
 	// /proc. Default 0: read process_resident_memory_bytes from the
 	// server's /metrics instead.
 	ServerPID int
+	// PeerURL, when set, is the server that the second peer of each pair
+	// (the receiver) dials, so that every message crosses from one broker
+	// node to another. Default: URL.
+	PeerURL string
+
 	// MetricsURL is where idle reads the server's Prometheus metrics when
 	// ServerPID is 0. Default URL with the path /metrics.
 	MetricsURL string
@@ -186,6 +191,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.RoomSize, "room-size", 2, "connections per room (idle)")
 	fs.IntVar(&o.Concurrency, "concurrency", 16, "connect workers, and concurrent dials")
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "server `pid` whose VmRSS idle reads; 0: read the server's /metrics")
+	fs.StringVar(&o.PeerURL, "peer-url", "", "base `URL` of the node the receiving peer of each pair dials (cross-node runs; default: -url)")
 	fs.StringVar(&o.MetricsURL, "metrics-url", "", "Prometheus metrics `URL` (idle; default: -url with path /metrics)")
 	fs.StringVar(&o.Token, "token", "", "switchboard join `token` (a JWT for room \"*\")")
 	fs.StringVar(&o.PeerJSKey, "peerjs-key", "peerjs", "PeerJS server API `key`")
@@ -230,6 +236,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer c.Close()
 	}
 	r := newRun(o, d)
+	r.peerD = d
+	if o.PeerURL != "" {
+		po := o
+		po.URL = o.PeerURL
+		if r.peerD, err = NewDriver(po); err != nil {
+			return nil, err
+		}
+		if c, ok := r.peerD.(io.Closer); ok {
+			defer c.Close()
+		}
+	}
 	var res *Result
 	switch o.Workload {
 	case WorkloadRelay:

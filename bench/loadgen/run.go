@@ -17,9 +17,10 @@ const drainWait = 2 * time.Second
 // run is one execution of a workload: its options, driver, names and error
 // counts.
 type run struct {
-	o  Options
-	d  Driver
-	id string // prefix of every room and peer id, unique to the run
+	o     Options
+	d     Driver
+	peerD Driver // dials the second peer of each pair
+	id    string // prefix of every room and peer id, unique to the run
 
 	stopping atomic.Bool // set once teardown starts: failures are expected
 
@@ -31,7 +32,7 @@ type run struct {
 func newRun(o Options, d Driver) *run {
 	var b [3]byte
 	rand.Read(b[:])
-	return &run{o: o, d: d, id: "lg" + hex.EncodeToString(b[:]), errs: make(map[string]int64)}
+	return &run{o: o, d: d, peerD: d, id: "lg" + hex.EncodeToString(b[:]), errs: make(map[string]int64)}
 }
 
 // fail counts a failure of the given kind, unless teardown has started.
@@ -158,7 +159,7 @@ func (r *run) dialPairs(ctx context.Context) ([]*pair, error) {
 	r.parallel(ctx, r.o.Pairs, func(i int) {
 		p := &pair{aID: r.peer(i, "a"), bID: r.peer(i, "b")}
 		var err error
-		if p.b, err = r.d.Dial(ctx, r.room(i), p.bID); err == nil {
+		if p.b, err = r.peerD.Dial(ctx, r.room(i), p.bID); err == nil {
 			if p.a, err = r.d.Dial(ctx, r.room(i), p.aID); err != nil {
 				p.b.Close()
 			}

@@ -667,6 +667,9 @@ func (b *Broker) flushHeldLocked(r *room, peer string) {
 			_ = t.enqueue(h.f)
 		} else if err := b.deliverRemote(context.Background(), r.id, "", remote, h.f); err != nil {
 			b.log.Error("delivering a held message", "room", r.id, "error", err)
+			if h.sender != nil {
+				go h.sender.Refuse(h.f.typ, &Error{Code: AsError(err).Code, Message: "the message waited for " + peer + " but could not be delivered: " + AsError(err).Message, Ref: h.ref})
+			}
 		}
 	}
 }

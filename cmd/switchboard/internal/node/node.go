@@ -58,17 +58,33 @@ func New(cfg config.Config, log *slog.Logger, files fs.FS) (*Node, error) {
 		}
 		n.transports = append(n.transports, t)
 	}
-	var ready func() error
 	if cfg.Cluster.Enabled() {
 		if err := n.joinCluster(cfg, &opts); err != nil {
 			return nil, err
 		}
-		ready = n.backplane.Ready
 	}
 	n.Broker = broker.New(opts)
-	n.http = httpserver.New(n.Broker, httpserver.Options{Addr: cfg.Listen, Files: files, Gatherer: reg, Pprof: cfg.Pprof, Ready: ready}, n.transports...)
+	n.http = httpserver.New(n.Broker, httpserver.Options{Addr: cfg.Listen, Files: files, Gatherer: reg, Pprof: cfg.Pprof, Ready: n.ready}, n.transports...)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
+}
+
+// ready reports what keeps the node from serving: the cluster backplane, or
+// a transport that can tell (the Redis transport's subscription, say).
+func (n *Node) ready() error {
+	if n.backplane != nil {
+		if err := n.backplane.Ready(); err != nil {
+			return err
+		}
+	}
+	for _, t := range n.transports {
+		if r, ok := t.(interface{ Ready() error }); ok {
+			if err := r.Ready(); err != nil {
+				return fmt.Errorf("%s: %w", t.Name(), err)
+			}
+		}
+	}
+	return nil
 }
 
 // joinCluster sets opts up for cluster mode: a Redis backplane and store.

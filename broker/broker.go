@@ -230,7 +230,6 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 	r := b.lockRoom(req.Room, true)
 	defer r.mu.Unlock()
 	s.room = r
-	s.log = b.log.With("session", s, "transport", req.Transport)
 	members, err := b.bp.Members(ctx, req.Room)
 	if err != nil {
 		b.dropRoomIfEmptyLocked(r)
@@ -256,14 +255,7 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 	}
 	welcome := newFrame(b.welcome(s, members, false))
 	_ = s.enqueue(welcome)
-	for _, m := range members {
-		if m.Peer != s.peer {
-			if s.known == nil {
-				s.known = make(map[string]bool, len(members))
-			}
-			s.known[m.Peer] = true
-		}
-	}
+	s.knowPeers(members)
 	// Until a connection attaches, the session waits as a dropped one does.
 	s.mu.Lock()
 	s.timer = time.AfterFunc(s.linger, func() { s.Close(ReasonTimeout) })
@@ -278,7 +270,7 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 	b.mu.Unlock()
 	_ = b.bp.Publish(ctx, Event{Kind: EventJoined, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Meta: s.meta})
 	b.m.sessionOpened(s.transport)
-	s.log.Info("peer joined")
+	s.logger().Info("peer joined")
 	return &Joined{Session: s, Welcome: welcome.withSeq(1), After: 1}, nil
 }
 
@@ -321,7 +313,7 @@ func (b *Broker) resume(req JoinRequest) (*Joined, error) {
 		return nil, err
 	}
 	welcome := b.welcome(s, members, true)
-	s.log.Info("session resumed", "last_seq", req.Resume.LastSeq)
+	s.logger().Info("session resumed", "last_seq", req.Resume.LastSeq)
 	return &Joined{Session: s, Welcome: welcome.Encode(), After: req.Resume.LastSeq, Resumed: true}, nil
 }
 
@@ -413,7 +405,7 @@ func (b *Broker) leave(s *Session, reason string) {
 	r.mu.Unlock()
 	ctx := context.Background()
 	if err := b.bp.Release(ctx, r.id, Member{Peer: s.peer, Session: s.id, Node: b.opts.NodeID}); err != nil {
-		s.log.Error("releasing peer id", "error", err)
+		s.logger().Error("releasing peer id", "error", err)
 	}
 	_ = b.bp.Publish(ctx, Event{Kind: EventLeft, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Reason: reason})
 	b.mu.Lock()
@@ -430,7 +422,7 @@ func (b *Broker) leave(s *Session, reason string) {
 			ctx, cancel := context.WithTimeout(context.Background(), storeOp)
 			defer cancel()
 			if err := st.Delete(ctx, s.id); err != nil {
-				s.log.Error("forgetting the session in the store", "error", err)
+				s.logger().Error("forgetting the session in the store", "error", err)
 			}
 		}
 	})
@@ -454,7 +446,7 @@ func (s *Session) HandleRaw(ctx context.Context, data []byte) error {
 func (s *Session) Handle(ctx context.Context, env *Envelope) error {
 	b := s.b
 	if b.opts.LogEnvelopes {
-		s.log.Debug("envelope in", "type", env.Type, "to", env.To, "id", env.ID, "bytes", len(env.Payload))
+		s.logger().Debug("envelope in", "type", env.Type, "to", env.To, "id", env.ID, "bytes", len(env.Payload))
 	}
 	now := time.Now()
 	s.mu.Lock()
@@ -783,7 +775,6 @@ func (b *Broker) adopt(id string) (*Session, error) {
 	r := b.lockRoom(rec.Room, true)
 	defer r.mu.Unlock()
 	s.room = r
-	s.log = b.log.With("session", s, "transport", "")
 	me := Member{Peer: s.peer, Meta: s.meta, Session: id, Node: b.opts.NodeID}
 	if err := b.bp.Claim(ctx, r.id, me); err != nil {
 		b.dropRoomIfEmptyLocked(r)
@@ -797,12 +788,7 @@ func (b *Broker) adopt(id string) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.known = make(map[string]bool, len(members))
-	for _, m := range members {
-		if m.Peer != s.peer {
-			s.known[m.Peer] = true
-		}
-	}
+	s.knowPeers(members)
 	r.peers[s.peer] = s
 	b.flushHeldLocked(r, s.peer)
 	s.timer = time.AfterFunc(s.linger, func() { s.Close(ReasonTimeout) })
@@ -812,7 +798,7 @@ func (b *Broker) adopt(id string) (*Session, error) {
 	b.mu.Unlock()
 	_ = b.bp.Publish(ctx, Event{Kind: EventMoved, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Session: id})
 	b.m.sessionOpened("")
-	s.log.Info("session taken over", "from", rec.Node)
+	s.logger().Info("session taken over", "from", rec.Node)
 	return s, nil
 }
 
@@ -841,7 +827,7 @@ func (b *Broker) drop(s *Session) {
 	b.count--
 	b.mu.Unlock()
 	b.m.sessionClosed(transport)
-	s.log.Info("session moved to another node")
+	s.logger().Info("session moved to another node")
 }
 
 // Drain stops admitting joins: from now on Join answers that the broker is

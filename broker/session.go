@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -30,7 +31,6 @@ type Session struct {
 	room      *room
 	transport string
 	meta      json.RawMessage
-	log       *slog.Logger
 
 	mu      sync.Mutex
 	mb      mailbox
@@ -43,7 +43,7 @@ type Session struct {
 	timer   *time.Timer
 	limiter bucket
 	seen    map[string]time.Time // envelope ids, for dropping retries
-	known   map[string]bool      // the other peers this session was told of
+	known   []string             // the other peers this session was told of
 
 	// In a cluster with a Store, the store is the mailbox (mb is unused) and
 	// storeLast is the last seq this node has heard of.
@@ -391,14 +391,14 @@ func (s *Session) enqueueStored(f frame, max int) error {
 	if errors.Is(err, ErrNoSession) && !s.Closed() {
 		// The store lost the session (restarted empty): put it back, and
 		// count what it lost as forgotten.
-		s.log.Warn("the store lost this session; restoring it", "last_seq", s.LastSeq())
+		s.logger().Warn("the store lost this session; restoring it", "last_seq", s.LastSeq())
 		rec := SessionRecord{ID: s.id, Room: s.room.id, Peer: s.peer, Meta: s.meta, Node: s.b.opts.NodeID, Last: s.LastSeq()}
 		if err = s.store.Save(ctx, rec, s.b.storeTTL()); err == nil {
 			seq, slow, err = s.store.Push(ctx, s.id, f.typ, f.body, max)
 		}
 	}
 	if err != nil {
-		s.log.Error("storing a message", "error", err)
+		s.logger().Error("storing a message", "error", err)
 		return err
 	}
 	s.heard(seq)
@@ -427,7 +427,7 @@ func (s *Session) Refuse(typ string, err error) {
 	if e.Code == CodeInternal {
 		level = slog.LevelError
 	}
-	s.log.Log(context.Background(), level, "envelope refused", "type", typ, "code", e.Code, "error", err)
+	s.logger().Log(context.Background(), level, "envelope refused", "type", typ, "code", e.Code, "error", err)
 	if err := s.enqueue(newFrame(errorEnvelope(e))); err != nil && !errors.Is(err, ErrSessionClosed) {
 		// The mailbox cannot take it (the store is down): tell the peer on
 		// its live connection, without a seq, rather than not at all.
@@ -462,30 +462,33 @@ func (s *Session) end(lastWord *Error, reason string) {
 	}
 	s.b.m.queued(-depth)
 	if lastWord != nil {
-		s.log.Warn("session ended", "code", lastWord.Code, "reason", reason)
+		s.logger().Warn("session ended", "code", lastWord.Code, "reason", reason)
 	} else {
-		s.log.Info("session ended", "reason", reason)
+		s.logger().Info("session ended", "reason", reason)
 	}
 	s.b.leave(s, reason)
 }
 
 // Logger returns the session's logger, which names its room, peer, session
 // prefix and transport.
-func (s *Session) Logger() *slog.Logger { return s.log }
+func (s *Session) Logger() *slog.Logger { return s.logger() }
+
+// logger is made when something is logged, rather than kept: an idle
+// session should hold as little as it can.
+func (s *Session) logger() *slog.Logger {
+	return s.b.log.With("session", s, "transport", s.Transport())
+}
 
 // tellJoined tells the session that peer entered its room, unless it knows
 // already (its welcome listed the peer before another node's news of it came).
 // The caller holds the room's lock.
 func (s *Session) tellJoined(room, peer string, meta []byte) {
 	s.mu.Lock()
-	if s.known[peer] {
+	if slices.Contains(s.known, peer) {
 		s.mu.Unlock()
 		return
 	}
-	if s.known == nil {
-		s.known = make(map[string]bool)
-	}
-	s.known[peer] = true
+	s.known = append(s.known, peer)
 	s.mu.Unlock()
 	_ = s.enqueue(newFrame(peerJoined(room, peer, meta)))
 }
@@ -494,11 +497,22 @@ func (s *Session) tellJoined(room, peer string, meta []byte) {
 // peer was there. The caller holds the room's lock.
 func (s *Session) tellLeft(room, peer, reason string) {
 	s.mu.Lock()
-	if !s.known[peer] {
+	i := slices.Index(s.known, peer)
+	if i < 0 {
 		s.mu.Unlock()
 		return
 	}
-	delete(s.known, peer)
+	s.known = slices.Delete(s.known, i, i+1)
 	s.mu.Unlock()
 	_ = s.enqueue(newFrame(peerLeft(room, peer, reason)))
+}
+
+// knowPeers records the peers a welcome listed.
+func (s *Session) knowPeers(members []Member) {
+	s.known = s.known[:0]
+	for _, m := range members {
+		if m.Peer != s.peer {
+			s.known = append(s.known, m.Peer)
+		}
+	}
 }

@@ -32,7 +32,7 @@ const (
 
 	// Buffer sizes: a connection keeps its small read buffer for life; write
 	// buffers come from a pool only while a message is written.
-	readBufferSize  = 512
+	readBufferSize  = 256
 	writeBufferSize = 4096
 )
 
@@ -319,7 +319,7 @@ func (c *conn) readLoop(ctx context.Context, max int, done func()) {
 			c.sess.Logger().Error("websocket connection panicked", "panic", p)
 		}
 	}()
-	in := &inbox{c: c, ctx: ctx, space: make(chan struct{}, 1)}
+	var in *inbox // made at the first frame: an idle connection keeps none
 	idle := c.t.opts.IdleTimeout
 	for {
 		data, err := c.read(max)
@@ -334,6 +334,9 @@ func (c *conn) readLoop(ctx context.Context, max int, done func()) {
 			return
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(idle))
+		if in == nil {
+			in = &inbox{c: c, ctx: ctx, space: make(chan struct{}, 1)}
+		}
 		if !in.put(inFrame{data, pe}) {
 			return
 		}

@@ -23,6 +23,7 @@ import (
 	jsclient "github.com/switchboard-rtc/switchboard/clients/js"
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/longpoll"
+	"github.com/switchboard-rtc/switchboard/transports/transporttest"
 	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
@@ -216,61 +217,15 @@ func TestAutoFallsBackToLongPoll(t *testing.T) {
 	waitFor(t, caller, "the echo", `st.messages.includes("echo: over long-polling")`, 30*time.Second)
 }
 
-// proxy forwards TCP connections to target until Cut, which severs them all.
-type proxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); p.Cut() })
-	return p
-}
-
-func (p *proxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 // TestSignalingCutMidCall: one page's signaling connection is cut during a
 // call; it reconnects and resumes, and a renegotiation (a track added
 // afterwards) still completes.
 func TestSignalingCutMidCall(t *testing.T) {
 	browser := newBrowser(t)
 	base := startBroker(t, false)
-	px := newProxy(t, strings.TrimPrefix(base, "http://"))
+	px := transporttest.NewProxy(t, strings.TrimPrefix(base, "http://"))
 	callee := tab(t, browser, base+"/e2e.html")
-	caller := tab(t, browser, "http://"+px.ln.Addr().String()+"/e2e.html")
+	caller := tab(t, browser, "http://"+px.Addr()+"/e2e.html")
 	start(t, callee, startArgs{Room: "cut", Peer: "bob", Transport: "websocket", Echo: true})
 	start(t, caller, startArgs{Room: "cut", Peer: "alice", Transport: "websocket", Call: "bob", Greeting: "before the cut"})
 	waitFor(t, caller, "the call", `st.messages.includes("echo: before the cut")`, 30*time.Second)

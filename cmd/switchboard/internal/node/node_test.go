@@ -134,58 +134,10 @@ func TestSeqHasNoGaps(t *testing.T) {
 	}
 }
 
-// proxy forwards TCP connections to target until Cut, which severs them all.
-type proxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target}
-	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.Cut() })
-	return p
-}
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, up)
-		p.mu.Unlock()
-		go func() { _, _ = io.Copy(up, c); up.Close() }()
-		go func() { _, _ = io.Copy(c, up); c.Close() }()
-	}
-}
-
-// Cut closes every proxied connection at once, as a failed link would.
-func (p *proxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 func TestCutConnectionResumesExactly(t *testing.T) {
 	_, base := startNode(t, nil)
-	px := newProxy(t, strings.TrimPrefix(base, "http://"))
-	viaProxy := transporttest.WebSocket(transporttest.WSURL("http://" + px.ln.Addr().String()))
+	px := transporttest.NewProxy(t, strings.TrimPrefix(base, "http://"))
+	viaProxy := transporttest.WebSocket(transporttest.WSURL("http://" + px.Addr()))
 	sender, _ := brokertest.Join(t, transporttest.LongPoll(base), "r", "sender")
 	recv, _ := brokertest.Join(t, viaProxy, "r", "recv")
 	const before, after = 100, 100

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -775,6 +776,14 @@ func (b *Broker) adopt(id string) (*Session, error) {
 	r := b.lockRoom(rec.Room, true)
 	defer r.mu.Unlock()
 	s.room = r
+	before, err := b.bp.Members(ctx, r.id)
+	if err != nil {
+		b.dropRoomIfEmptyLocked(r)
+		return nil, err
+	}
+	// A session whose node died long enough ago was reported gone; taken
+	// over now, it is announced again.
+	wasGone := !slices.ContainsFunc(before, func(m Member) bool { return m.Session == id })
 	me := Member{Peer: s.peer, Meta: s.meta, Session: id, Node: b.opts.NodeID}
 	if err := b.bp.Claim(ctx, r.id, me); err != nil {
 		b.dropRoomIfEmptyLocked(r)
@@ -797,6 +806,14 @@ func (b *Broker) adopt(id string) (*Session, error) {
 	b.count++
 	b.mu.Unlock()
 	_ = b.bp.Publish(ctx, Event{Kind: EventMoved, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Session: id})
+	if wasGone {
+		for _, other := range r.peers {
+			if other != s {
+				other.tellJoined(r.id, s.peer, s.meta)
+			}
+		}
+		_ = b.bp.Publish(ctx, Event{Kind: EventJoined, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Meta: s.meta})
+	}
 	b.m.sessionOpened("")
 	s.logger().Info("session taken over", "from", rec.Node)
 	return s, nil

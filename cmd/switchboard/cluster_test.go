@@ -390,3 +390,28 @@ func TestRedisRestartMidExchange(t *testing.T) {
 	}
 	t.Logf("delivered %d, refused %d of %d", len(delivered), len(refused), n)
 }
+
+// TestLongPollAcrossNodes: the requests of one long-poll session land on
+// both nodes in turn, as behind a load balancer without sticky sessions,
+// and the session neither loses nor repeats a message.
+func TestLongPollAcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	_, node1 := serveNode(t, srv.URL(), "node1")
+	_, node2 := serveNode(t, srv.URL(), "node2")
+	ws, _ := brokertest.Join(t, transporttest.WebSocket(transporttest.WSURL(node1)), "r", "ws")
+	lpc := &transporttest.LPConn{Base: node1}
+	lp, _ := brokertest.Join(t, func(context.Context) (brokertest.Conn, error) { return lpc, nil }, "r", "lp")
+	ws.Expect(broker.TypePeerJoined)
+	for i := 0; i < 30; i++ {
+		lpc.Base = []string{node1, node2}[i%2] // the next request goes to the other node
+		ws.Send(fmt.Sprintf(`{"type":"message","to":"lp","payload":%d}`, i))
+		if env := lp.Expect("message"); string(env.Payload) != fmt.Sprint(i) {
+			t.Fatalf("message %d arrived as %s", i, env.Raw)
+		}
+		lpc.Base = []string{node2, node1}[i%2]
+		lp.Send(fmt.Sprintf(`{"type":"message","to":"ws","payload":%d}`, i))
+		if env := ws.Expect("message"); string(env.Payload) != fmt.Sprint(i) {
+			t.Fatalf("reply %d arrived as %s", i, env.Raw)
+		}
+	}
+}

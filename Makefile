@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run build test test-go test-js bench-smoke vet fmt fuzz-seeds compose-check
+.PHONY: run build test test-go test-js bench-smoke vet fmt compose-check compare
 
 run:
 	$(GO) run ./cmd/switchboard serve
@@ -13,7 +13,7 @@ build:
 # The whole suite: vet, every Go test with the race detector (fuzz seed
 # corpora included), the browser client's unit tests, and one pass of every
 # benchmark.
-test: vet test-go test-js bench-smoke
+test: vet test-go test-js bench-smoke compose-check
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -31,3 +31,12 @@ bench-smoke:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# The compose file is valid (Docker's engine is not needed for this).
+compose-check:
+	docker-compose config -q
+
+# Switchboard against PeerJS and a bare relay (several minutes); rewrites
+# docs/benchmarks.md's comparison section and bench/results/latest.jsonl.
+compare:
+	bash bench/compare.sh

@@ -359,3 +359,22 @@ func TestURLs(t *testing.T) {
 		}
 	}
 }
+
+func TestWindowCut(t *testing.T) {
+	r := &run{o: Options{Duration: time.Hour}}
+	w := r.newWindow()
+	if !w.contains(time.Now()) {
+		t.Fatal("window does not contain now")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	measured, completed := w.wait(ctx)
+	if completed || measured.to.After(time.Now()) {
+		t.Fatalf("cut window: completed %v, ends %v", completed, measured.to)
+	}
+	// What arrives while the run winds down must not count against the
+	// shorter window.
+	if w.contains(time.Now()) {
+		t.Error("the workers' copy of the window still counts after the cut")
+	}
+}

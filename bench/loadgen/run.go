@@ -102,20 +102,35 @@ func (r *run) room(i int) string { return fmt.Sprintf("%s-%d", r.id, i) }
 // ids are unique to the run even across rooms, for protocols without rooms.
 func (r *run) peer(i int, side string) string { return fmt.Sprintf("%s-%d%s", r.id, i, side) }
 
-// window is a measurement window: what happens in [from, to) counts.
-type window struct{ from, to time.Time }
+// window is a measurement window: what happens in [from, to) counts, and
+// once a run is cut short (see wait), nothing from the cut on.
+type window struct {
+	from, to time.Time
+	// cut is set by wait when ctx ends the window early; copies of the
+	// window share it, so the workers reading theirs stop counting then.
+	cut *atomic.Pointer[time.Time]
+}
 
 // newWindow returns the window that opens after the warm-up from now.
 func (r *run) newWindow() window {
 	from := time.Now().Add(r.o.Warmup)
-	return window{from: from, to: from.Add(r.o.Duration)}
+	return window{from: from, to: from.Add(r.o.Duration), cut: new(atomic.Pointer[time.Time])}
 }
 
-func (w window) contains(t time.Time) bool { return !t.Before(w.from) && t.Before(w.to) }
+func (w window) contains(t time.Time) bool {
+	if w.cut != nil {
+		if c := w.cut.Load(); c != nil && !t.Before(*c) {
+			return false
+		}
+	}
+	return !t.Before(w.from) && t.Before(w.to)
+}
 
 // wait blocks until the window closes or ctx ends. It returns the window as
 // measured, which a run cut short by ctx ends early, and whether it closed
-// as planned. The window itself, which workers read, is left alone.
+// as planned. A window cut short contains nothing from the cut on, so that
+// what arrives while the run winds down is not counted against the shorter
+// measured window.
 func (w window) wait(ctx context.Context) (window, bool) {
 	t := time.NewTimer(time.Until(w.to))
 	defer t.Stop()
@@ -124,6 +139,9 @@ func (w window) wait(ctx context.Context) (window, bool) {
 		return w, true
 	case <-ctx.Done():
 		if now := time.Now(); now.Before(w.to) {
+			if w.cut != nil {
+				w.cut.Store(&now)
+			}
 			w.to = now
 			if w.to.Before(w.from) {
 				w.from = w.to

@@ -146,7 +146,11 @@ func parseBase(s string) (*url.URL, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("switchboard: broker URL %q has no host", s)
 	}
-	u.RawQuery, u.Fragment = "", ""
+	switch u.Scheme {
+	case "http", "https", "ws", "wss":
+		u.RawQuery = "" // a transport of another scheme (redis://…?prefix=) reads its query
+	}
+	u.Fragment = ""
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
 	return u, nil

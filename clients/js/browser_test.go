@@ -23,6 +23,8 @@ import (
 	jsclient "github.com/switchboard-rtc/switchboard/clients/js"
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/longpoll"
+	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
 	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
@@ -118,13 +120,38 @@ func waitFor(t *testing.T, ctx context.Context, what, js string, timeout time.Du
 	}
 }
 
-// broker serves a broker with both HTTP transports, the client files and
+// startBroker serves a broker with both HTTP transports, the client files and
 // the test page; refuseUpgrades makes every WebSocket upgrade fail, as a
 // proxy that blocks them would.
 func startBroker(t *testing.T, refuseUpgrades bool) string {
 	t.Helper()
+	return startBrokerWith(t, brokerSetup{refuseUpgrades: refuseUpgrades})
+}
+
+// brokerSetup is what a test's broker differs in.
+type brokerSetup struct {
+	// refuseUpgrades makes every WebSocket upgrade fail.
+	refuseUpgrades bool
+	// redis, if set, is the Redis server on which the broker also runs
+	// its Redis transport, with the default prefix.
+	redis *redistest.Server
+}
+
+// startBrokerWith is startBroker with the Redis transport, when s asks for
+// it, beside the HTTP ones.
+func startBrokerWith(t *testing.T, s brokerSetup) string {
+	t.Helper()
 	b := broker.New(broker.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ws, lp := wstransport.New(wstransport.Options{}), longpoll.New(longpoll.Options{})
+	transports := []broker.Transport{ws, lp}
+	var rt *redistransport.Transport
+	if s.redis != nil {
+		var err error
+		if rt, err = redistransport.New(redistransport.Options{Client: s.redis.Client(t)}); err != nil {
+			t.Fatal(err)
+		}
+		transports = append(transports, rt)
+	}
 	srv := httpserver.New(b, httpserver.Options{Files: jsclient.Files}, ws, lp)
 	page, err := os.ReadFile(filepath.Join("testdata", "e2e.html"))
 	if err != nil {
@@ -136,7 +163,7 @@ func startBroker(t *testing.T, refuseUpgrades bool) string {
 		_, _ = w.Write(page)
 	})
 	mux.HandleFunc("/v1/ws", func(w http.ResponseWriter, r *http.Request) {
-		if refuseUpgrades {
+		if s.refuseUpgrades {
 			http.Error(w, "upgrades are blocked here", http.StatusForbidden)
 			return
 		}
@@ -151,7 +178,7 @@ func startBroker(t *testing.T, refuseUpgrades bool) string {
 	go func() { _ = hs.Serve(ln) }()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, tr := range []broker.Transport{ws, lp} {
+	for _, tr := range transports {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = tr.Run(ctx, b) }()
 	}
@@ -161,6 +188,15 @@ func startBroker(t *testing.T, refuseUpgrades bool) string {
 		_ = hs.Close()
 		b.Close(broker.ReasonKicked)
 	})
+	if rt != nil {
+		deadline := time.Now().Add(10 * time.Second)
+		for rt.Ready() != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("the Redis transport is not ready: %v", rt.Ready())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return "http://" + ln.Addr().String()
 }
 
@@ -311,6 +347,25 @@ func TestGoPeerAndBrowser(t *testing.T) {
 		waitFor(t, page, "the Go peer's message", `st.messages.includes("hi from pion")`, 30*time.Second)
 		waitLine(t, out, `text="echo: hi from pion"`, 15*time.Second)
 	})
+}
+
+// TestGoPeerOnRedisAndBrowser: a Go peer that reaches only the broker's
+// Redis answers a browser page on WebSocket, and echoes over the data
+// channel what the page sends.
+func TestGoPeerOnRedisAndBrowser(t *testing.T) {
+	browser := newBrowser(t)
+	rdb := redistest.Start(t)
+	base := startBrokerWith(t, brokerSetup{redis: rdb})
+	out := runPeer(t, "-transport", "redis", "-url", rdb.URL(), "-room", "r2b", "-peer", "gopher", "-echo")
+	waitLine(t, out, "joined room=r2b peer=gopher transport=redis", 10*time.Second)
+	page := tab(t, browser, base+"/e2e.html")
+	if got := start(t, page, startArgs{Room: "r2b", Peer: "browser", Transport: "websocket", Call: "gopher", Greeting: "hi over redis"}); got != "websocket" {
+		t.Fatalf("page transport %q", got)
+	}
+	// The Go peer echoes verbatim: the page hears its own words back.
+	waitFor(t, page, "the Go peer's echo", `st.messages.includes("hi over redis")`, 30*time.Second)
+	waitLine(t, out, `message-received peer=browser text="hi over redis"`, 5*time.Second)
+	waitLine(t, out, `message-sent peer=browser text="hi over redis" echo=true`, 5*time.Second)
 }
 
 // TestDemoPageCall drives the demo page as a person would: two tabs join a

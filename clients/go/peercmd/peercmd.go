@@ -13,6 +13,11 @@
 //	ice-state peer=bob state=connected
 //	datachannel-open peer=bob label=switchboard
 //	message-received peer=bob text="hello there"
+//
+// The peer signals over WebSocket by default; -transport longpoll uses HTTP
+// long-polling, and -transport redis the broker's Redis pub/sub transport,
+// with -url naming the Redis server (redis://host:port/db) rather than the
+// broker.
 package peercmd
 
 import (
@@ -34,6 +39,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	switchboard "github.com/switchboard-rtc/switchboard/clients/go"
+	_ "github.com/switchboard-rtc/switchboard/clients/go/redisconn" // the "redis" transport
 	"github.com/switchboard-rtc/switchboard/clients/go/webrtcpeer"
 )
 
@@ -58,7 +64,7 @@ func parse(args []string, out io.Writer) (*config, error) {
 	var c config
 	fs := flag.NewFlagSet("switchboard peer", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.url, "url", "http://127.0.0.1:8080", "the broker's base `URL`")
+	fs.StringVar(&c.url, "url", "http://127.0.0.1:8080", "the broker's base `URL`; with -transport redis, the broker's Redis (redis://host:port/db)")
 	fs.StringVar(&c.room, "room", "demo", "the `room` to join")
 	fs.StringVar(&c.peer, "peer", "", "this peer's `id` (default: the broker picks one)")
 	fs.StringVar(&c.token, "token", "", "the join `token`, for a broker that needs one")

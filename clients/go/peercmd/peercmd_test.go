@@ -6,13 +6,20 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/clients/go/internal/testbroker"
 	"github.com/switchboard-rtc/switchboard/clients/go/peercmd"
+	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
+	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.
@@ -181,7 +188,7 @@ func TestFlags(t *testing.T) {
 	if err := peercmd.Main(context.Background(), []string{"-h"}, &out); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
 	}
-	if !strings.Contains(out.String(), "-call") {
+	if !strings.Contains(out.String(), "-call") || !strings.Contains(out.String(), "redis") {
 		t.Fatalf("usage: %s", out.String())
 	}
 	if err := peercmd.Main(context.Background(), []string{"stray"}, &out); err == nil {
@@ -190,5 +197,56 @@ func TestFlags(t *testing.T) {
 	err := peercmd.Main(context.Background(), []string{"-url", "http://127.0.0.1:1", "-room", "x"}, &out)
 	if err == nil {
 		t.Fatal("joined a broker that is not there")
+	}
+}
+
+// startRedisBroker runs a broker with the WebSocket and Redis transports, on
+// a redis-server of the test's own, until the test ends. It returns the
+// broker's base URL and the Redis URL.
+func startRedisBroker(t *testing.T) (base, redisURL string) {
+	t.Helper()
+	srv := redistest.Start(t)
+	b := broker.New(broker.Options{Logger: slog.New(slog.DiscardHandler)})
+	rt, err := redistransport.New(redistransport.Options{Client: srv.Client(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := wstransport.New(wstransport.Options{})
+	hs := httptest.NewServer(httpserver.New(b, httpserver.Options{}, ws).Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, tr := range []broker.Transport{rt, ws} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = tr.Run(ctx, b) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		hs.Close()
+		b.Close(broker.ReasonKicked)
+	})
+	if !redistest.WaitFor(10*time.Second, func() bool { return rt.Ready() == nil }) {
+		t.Fatalf("the Redis transport is not ready: %v", rt.Ready())
+	}
+	return hs.URL, srv.URL()
+}
+
+// A peer on Redis answers and echoes a peer on WebSocket that calls it.
+func TestCallOverRedis(t *testing.T) {
+	base, redisURL := startRedisBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bob := start(ctx, "-transport", "redis", "-url", redisURL, "-room", "redis", "-peer", "bob", "-loopback", "-echo", "-exit-after-message")
+	bob.waitFor(t, "bob", "joined room=redis peer=bob transport=redis")
+	alice := start(ctx, "-url", base, "-room", "redis", "-peer", "alice", "-loopback", "-call", "bob", "-send", "hello redis", "-exit-after-message")
+	alice.wait(t, "alice")
+	bob.wait(t, "bob")
+	for _, want := range []string{"offer-received peer=alice", "answer-sent peer=alice", `message-sent peer=alice text="hello redis" echo=true`} {
+		if !bob.out.has(want) {
+			t.Errorf("bob did not print %q; printed:\n%s", want, bob.out.String())
+		}
+	}
+	if want := `message-received peer=bob text="hello redis"`; !alice.out.has(want) {
+		t.Errorf("alice did not print %q; printed:\n%s", want, alice.out.String())
 	}
 }

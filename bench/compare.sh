@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# compare.sh runs the same load-generator workloads against four servers and
+# writes the comparison into docs/benchmarks.md:
+#
+#   switchboard            Switchboard on WebSocket
+#   switchboard-longpoll   the same broker on HTTP long-polling (relay only)
+#   peerjs                 the PeerJS server (npm package "peer", pinned below)
+#   barerelay              the bare gorilla relay of bench/barerelay
+#
+# The servers take turns: for every round and workload each server runs once,
+# one after the other, so that a noisy machine disturbs them all alike. Every
+# run gets a freshly started server on its own loopback port, which is
+# stopped again before the next one starts (the idle workload's memory figure
+# needs a fresh process). Each run appends one JSON line, the load
+# generator's, with "server", "round", "case", "flags", the run's wall-clock
+# seconds ("wall_s") and the CPU seconds the server and the load generator
+# used over it ("server_cpu_s", "loadgen_cpu_s") added.
+#
+# Usage (from anywhere in the repository, or `make compare`):
+#
+#   bench/compare.sh
+#   ROUNDS=1 DURATION=2s IDLE_CONNS=2000 bench/compare.sh   # a quick look
+#
+# Environment:
+#   ROUNDS         rounds of every (server, workload); default 3
+#   DURATION       measurement window of the timed workloads; default 5s
+#   IDLE_CONNS     connections of the idle workload; default 10000
+#   PORT_BASE      first loopback port tried for the servers; default 21000
+#   BENCH_TIMEOUT  seconds one load-generator run may take; default 300
+#   RESULTS        where the JSON lines are kept; default
+#                  bench/results/latest.jsonl
+#   DOC            the Markdown file whose compare section is rewritten;
+#                  default docs/benchmarks.md
+#
+# Needs go, node and npm. Everything it starts is stopped when it exits,
+# whether it finished, failed or was interrupted.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+PORT_BASE=${PORT_BASE:-21000}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
+PEERJS_VERSION=1.0.2
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+RESULTS=${RESULTS:-bench/results/latest.jsonl}
+DOC=${DOC:-docs/benchmarks.md}
+
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "compare: ROUNDS must be a positive integer" >&2; exit 2; }
+[[ $IDLE_CONNS =~ ^[1-9][0-9]*$ ]] || { echo "compare: IDLE_CONNS must be a positive integer" >&2; exit 2; }
+for tool in go node npm timeout; do
+	command -v "$tool" >/dev/null || { echo "compare: $tool is needed" >&2; exit 2; }
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-compare.XXXXXX")
+srv_pid=""   # the server now running, if any
+bench_pid="" # the load generator now running, if any
+finished=""
+
+log() { printf '%s compare: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# alive reports whether process $1 exists and is not a zombie.
+alive() {
+	local state
+	state=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ $state != Z ]]
+}
+
+# stop_pid ends process $1, a child of this shell: TERM, then KILL after
+# $2 seconds (default 15), then reaps it.
+stop_pid() {
+	local pid=$1 grace=${2:-15} i
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < grace * 10; i++)); do
+		alive "$pid" || break
+		sleep 0.1
+	done
+	if alive "$pid"; then
+		log "process $pid ignored SIGTERM for ${grace}s; killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [[ -n $bench_pid ]]; then stop_pid "$bench_pid" 5; fi
+	if [[ -n $srv_pid ]]; then stop_pid "$srv_pid" 5; fi
+	if [[ -z $finished && -s $tmp/results.jsonl ]]; then
+		mkdir -p "$(dirname "$RESULTS")"
+		cp "$tmp/results.jsonl" "$(dirname "$RESULTS")/partial.jsonl"
+		log "stopped early; the results so far are in $(dirname "$RESULTS")/partial.jsonl"
+	fi
+	rm -rf "$tmp"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# json_string prints $1 as a JSON string.
+json_string() {
+	local s=$1
+	s=${s//\\/\\\\}
+	s=${s//\"/\\\"}
+	s=${s//$'\t'/ }
+	s=${s//$'\r'/ }
+	s=${s//$'\n'/ }
+	s=$(printf '%s' "$s" | tr -d '\000-\037')
+	printf '"%s"' "$s"
+}
+
+# proc_cpu prints the CPU seconds (user + system, all threads) process $1
+# has used so far.
+clk_tck=$(getconf CLK_TCK)
+proc_cpu() {
+	awk -v hz="$clk_tck" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# children_cpu sets children to the CPU seconds used by the children this
+# shell has reaped (and theirs), as the times builtin reports them. It must
+# run in this shell, not in a $(…) subshell, whose children are others.
+children_cpu() {
+	times >"$tmp/times"
+	children=$(awk 'END { n = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); n += a[1] * 60 + a[2] } printf "%.2f", n }' "$tmp/times")
+}
+
+# port_free reports whether nothing accepts connections on loopback port $1.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+next_port=$PORT_BASE
+# pick_port sets port to the next free loopback port. Every run gets a new
+# one, so connections left in TIME_WAIT by the last run never collide.
+pick_port() {
+	while ! port_free "$next_port"; do next_port=$((next_port + 1)); done
+	port=$next_port
+	next_port=$((next_port + 1))
+	if ((next_port > 65000)); then next_port=$PORT_BASE; fi
+}
+
+# ---------------------------------------------------------------------------
+# Build and install.
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (($(ulimit -Hn) < IDLE_CONNS + 100)) 2>/dev/null; then
+	log "warning: the open-file hard limit ($(ulimit -Hn)) is below IDLE_CONNS=$IDLE_CONNS plus headroom"
+fi
+
+log "building switchboard, the bare relay and the report into $tmp"
+go build -o "$tmp/switchboard" ./cmd/switchboard
+go build -o "$tmp/barerelay" ./bench/barerelay/cmd
+go build -o "$tmp/report" ./bench/report
+
+log "installing the PeerJS server $PEERJS_VERSION"
+npm install --prefix "$tmp/peerjs" --no-audit --no-fund "peer@$PEERJS_VERSION" >"$tmp/npm.log" 2>&1 || {
+	cat "$tmp/npm.log" >&2
+	exit 1
+}
+peerjs_bin=$tmp/peerjs/node_modules/peer/dist/bin/peerjs.js
+[[ -f $peerjs_bin ]] || { echo "compare: $peerjs_bin is missing after npm install" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------
+# Servers.
+
+SERVERS=(switchboard switchboard-longpoll peerjs barerelay)
+
+# bench_flags prints the load generator's protocol flags for server $1.
+bench_flags() {
+	case $1 in
+	switchboard) echo "-protocol switchboard -transport websocket" ;;
+	switchboard-longpoll) echo "-protocol switchboard -transport longpoll" ;;
+	peerjs) echo "-protocol peerjs" ;;
+	barerelay) echo "-protocol raw" ;;
+	esac
+}
+
+# serves reports whether server $1 takes part in workload case $2: long-poll
+# runs the relay workloads only.
+serves() {
+	[[ $1 != switchboard-longpoll || $2 == relay-* ]]
+}
+
+# start_server starts server $1 on a fresh loopback port, sets srv_pid and
+# port, and returns once it accepts connections. It tries three ports.
+start_server() {
+	local name=$1 try i
+	for try in 1 2 3; do
+		pick_port
+		case $name in
+		switchboard | switchboard-longpoll)
+			SWITCHBOARD_LIMITS_RATE=-1 SWITCHBOARD_LOG_LEVEL=warn \
+				"$tmp/switchboard" serve -listen "127.0.0.1:$port" >>"$tmp/server.log" 2>&1 &
+			;;
+		peerjs)
+			node "$peerjs_bin" --port "$port" --host 127.0.0.1 --key peerjs --path / \
+				--concurrent_limit 20000 >>"$tmp/server.log" 2>&1 &
+			;;
+		barerelay)
+			"$tmp/barerelay" -addr "127.0.0.1:$port" >>"$tmp/server.log" 2>&1 &
+			;;
+		esac
+		srv_pid=$!
+		for ((i = 0; i < 300; i++)); do
+			if ! alive "$srv_pid"; then break; fi
+			if ! port_free "$port"; then return 0; fi
+			sleep 0.1
+		done
+		log "$name did not come up on port $port (try $try); its log ends:"
+		tail -n 5 "$tmp/server.log" >&2 || true
+		stop_pid "$srv_pid" 5
+		srv_pid=""
+	done
+	return 1
+}
+
+stop_server() {
+	if [[ -n $srv_pid ]]; then
+		stop_pid "$srv_pid"
+		srv_pid=""
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# Workloads: a case name, then the load generator's flags. The idle case gets
+# -server-pid added at run time.
+
+CASES=(relay-200 relay-1500 latency-2000 latency-8000 setup idle connect)
+
+case_flags() {
+	case $1 in
+	relay-200) echo "-workload relay -pairs 100 -size 200 -duration $DURATION" ;;
+	relay-1500) echo "-workload relay -pairs 100 -size 1500 -duration $DURATION" ;;
+	latency-2000) echo "-workload latency -pairs 100 -rate 2000 -duration $DURATION" ;;
+	latency-8000) echo "-workload latency -pairs 100 -rate 8000 -duration $DURATION" ;;
+	setup) echo "-workload setup -pairs 100 -duration $DURATION" ;;
+	idle) echo "-workload idle -conns $IDLE_CONNS" ;;
+	connect) echo "-workload connect -duration $DURATION" ;;
+	esac
+}
+
+# case_fields prints the JSON fields that identify case $1 when its run
+# failed and the load generator printed nothing.
+case_fields() {
+	case $1 in
+	relay-*) echo "\"workload\":\"relay\",\"size\":${1#relay-}" ;;
+	latency-*) echo "\"workload\":\"latency\",\"rate\":${1#latency-}" ;;
+	*) echo "\"workload\":\"$1\"" ;;
+	esac
+}
+
+# run_one runs case $3 against server $2 in round $1 and appends its line.
+run_one() {
+	local round=$1 name=$2 case=$3 flags line rc msg srv_cpu gen_cpu children started wall
+	if ! start_server "$name"; then
+		msg="server did not start"
+		printf '{"server":"%s","round":%d,%s,"case":"%s","failed":%s}\n' \
+			"$name" "$round" "$(case_fields "$case")" "$case" "$(json_string "$msg")" >>"$tmp/results.jsonl"
+		log "round $round $name $case: FAILED: $msg"
+		return
+	fi
+	flags="$(case_flags "$case") $(bench_flags "$name")"
+	# shellcheck disable=SC2086 # flags are words
+	set -- -url "http://127.0.0.1:$port" $flags
+	if [[ $case == idle ]]; then set -- "$@" -server-pid "$srv_pid"; fi
+	srv_cpu=$(proc_cpu "$srv_pid")
+	children_cpu
+	gen_cpu=$children
+	started=$(date +%s.%N)
+	timeout -k 10 "$BENCH_TIMEOUT" "$tmp/switchboard" bench "$@" >"$tmp/bench.out" 2>"$tmp/bench.err" &
+	bench_pid=$!
+	rc=0
+	wait "$bench_pid" || rc=$?
+	bench_pid=""
+	# CPU time over the whole load-generator run (dialing, warm-up, window
+	# and wind-down), of the server and of the load generator.
+	srv_cpu=$(awk -v a="$srv_cpu" -v b="$(proc_cpu "$srv_pid")" 'BEGIN { printf "%.2f", b - a }')
+	children_cpu
+	gen_cpu=$(awk -v a="$gen_cpu" -v b="$children" 'BEGIN { printf "%.2f", b - a }')
+	wall=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+	local crashed=""
+	alive "$srv_pid" || crashed=1
+	stop_server
+	line=$(tail -n 1 "$tmp/bench.out")
+	if [[ -n $crashed ]]; then
+		msg="the server exited during the run; its log ends: $(tail -n 3 "$tmp/server.log")"
+		printf '{"server":"%s","round":%d,%s,"case":"%s","flags":%s,"failed":%s}\n' \
+			"$name" "$round" "$(case_fields "$case")" "$case" "$(json_string "$flags")" \
+			"$(json_string "$msg")" >>"$tmp/results.jsonl"
+		log "round $round $name $case: FAILED: $msg"
+	elif ((rc == 0)) && [[ $line == '{'* ]]; then
+		printf '{"server":"%s","round":%d,"case":"%s","flags":%s,"wall_s":%s,"server_cpu_s":%s,"loadgen_cpu_s":%s,%s\n' \
+			"$name" "$round" "$case" "$(json_string "$flags")" "$wall" "$srv_cpu" "$gen_cpu" "${line#\{}" >>"$tmp/results.jsonl"
+		log "round $round: $(tail -n 1 "$tmp/bench.err")"
+	else
+		msg=$(tail -n 1 "$tmp/bench.err")
+		((rc == 124)) && msg="timed out after ${BENCH_TIMEOUT}s; $msg"
+		printf '{"server":"%s","round":%d,%s,"case":"%s","flags":%s,"failed":%s}\n' \
+			"$name" "$round" "$(case_fields "$case")" "$case" "$(json_string "$flags")" \
+			"$(json_string "exit $rc: $msg")" >>"$tmp/results.jsonl"
+		log "round $round $name $case: FAILED (exit $rc): $msg"
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# The run.
+
+command="ROUNDS=$ROUNDS DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/compare.sh"
+cpu=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -n 1)
+printf '{"meta":{"date":"%s","nproc":%d,"cpu":%s,"command":%s,"rounds":%d,"duration":%s,"go":%s,"node":%s,"peerjs":"%s","kernel":%s}}\n' \
+	"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(json_string "${cpu:-unknown}")" \
+	"$(json_string "$command")" "$ROUNDS" "$(json_string "$DURATION")" \
+	"$(json_string "$(go env GOVERSION)")" "$(json_string "$(node --version)")" \
+	"$PEERJS_VERSION" "$(json_string "$(uname -r)")" >"$tmp/results.jsonl"
+
+total=0
+for case in "${CASES[@]}"; do
+	for name in "${SERVERS[@]}"; do
+		if serves "$name" "$case"; then total=$((total + 1)); fi
+	done
+done
+log "$ROUNDS rounds of $total runs each, DURATION=$DURATION"
+
+for ((round = 1; round <= ROUNDS; round++)); do
+	for case in "${CASES[@]}"; do
+		for name in "${SERVERS[@]}"; do
+			if serves "$name" "$case"; then run_one "$round" "$name" "$case"; fi
+		done
+	done
+done
+
+mkdir -p "$(dirname "$RESULTS")"
+cp "$tmp/results.jsonl" "$RESULTS"
+finished=1
+log "results in $RESULTS"
+"$tmp/report" -doc "$DOC" "$RESULTS"
+log "wrote the comparison into $DOC"
+if grep -q '"failed"' "$RESULTS"; then
+	log "some runs failed; see the notes in $DOC"
+	exit 1
+fi

@@ -269,7 +269,14 @@ func (p *peer) write(w *writer, joined *broker.Joined, reply string) (over bool)
 				return true
 			}
 			firstSeq := len(frames) - int(last-after)
+			base := after
 			for i, f := range frames {
+				if i >= firstSeq && (len(out) >= p.t.window || outBytes >= p.t.windowB) {
+					// The window closed within the batch: the rest stays in
+					// the mailbox, to be taken again after an ack.
+					ready = nil
+					break
+				}
 				switch p.publish(w, p.channel, f, false) {
 				case pubStopped:
 					return false
@@ -277,11 +284,11 @@ func (p *peer) write(w *writer, joined *broker.Joined, reply string) (over bool)
 					return true
 				}
 				if i >= firstSeq {
-					out = append(out, sent{seq: after + uint64(i-firstSeq) + 1, size: len(f)})
+					after = base + uint64(i-firstSeq) + 1
+					out = append(out, sent{seq: after, size: len(f)})
 					outBytes += len(f)
 				}
 			}
-			after = last
 			if ready == nil {
 				continue
 			}

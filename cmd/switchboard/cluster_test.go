@@ -309,6 +309,7 @@ func TestRedisRestartMidExchange(t *testing.T) {
 	a.Expect(broker.TypePeerJoined)
 
 	const n = 150
+	notReady := false // /readyz said so while Redis was down
 	var mu sync.Mutex
 	delivered, refused := map[string]bool{}, map[string]bool{}
 	accounted := func() int {
@@ -365,6 +366,10 @@ func TestRedisRestartMidExchange(t *testing.T) {
 		a.Send(fmt.Sprintf(`{"type":"message","to":"b","id":%q,"payload":%q}`, id, id))
 		if i >= 50 && i < 100 {
 			time.Sleep(60 * time.Millisecond) // Redis is down for 3 s
+			if resp, err := http.Get(node1 + "/readyz"); err == nil {
+				resp.Body.Close()
+				notReady = notReady || resp.StatusCode == http.StatusServiceUnavailable
+			}
 		} else {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -387,6 +392,9 @@ func TestRedisRestartMidExchange(t *testing.T) {
 	}
 	if !delivered[fmt.Sprintf("m%d", n-1)] {
 		t.Fatalf("relaying did not resume after the restart (delivered %d, refused %d)", len(delivered), len(refused))
+	}
+	if !notReady {
+		t.Error("/readyz never answered 503 while Redis was down")
 	}
 	t.Logf("delivered %d, refused %d of %d", len(delivered), len(refused), n)
 }

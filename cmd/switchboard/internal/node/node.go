@@ -63,6 +63,14 @@ func New(cfg config.Config, log *slog.Logger, files fs.FS) (*Node, error) {
 			return nil, err
 		}
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_ready", Help: "1 while the node can serve (as /readyz), 0 while something it needs (Redis, say) is unreachable.",
+	}, func() float64 {
+		if n.ready() != nil {
+			return 0
+		}
+		return 1
+	}))
 	n.Broker = broker.New(opts)
 	n.http = httpserver.New(n.Broker, httpserver.Options{Addr: cfg.Listen, Files: files, Gatherer: reg, Pprof: cfg.Pprof, Ready: n.ready}, n.transports...)
 	n.ctx, n.cancel = context.WithCancel(context.Background())

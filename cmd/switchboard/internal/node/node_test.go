@@ -232,6 +232,7 @@ func TestOperationsEndpoints(t *testing.T) {
 			`switchboard_mailbox_depth`,
 			`switchboard_delivery_latency_seconds_count`,
 			`process_resident_memory_bytes`,
+			`switchboard_ready 1`,
 		},
 	} {
 		resp, err := http.Get(base + path)

@@ -1,0 +1,120 @@
+package wstransport
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// poller tells when idle connections' sockets have bytes, so that no
+// goroutine need wait on each (Linux epoll). Each report starts a reading
+// goroutine (conn.readable) unless one runs, which then reads again.
+//
+// The epoll instance is itself waited on through Go's own network poller,
+// so the poller's goroutine parks like any other instead of holding a
+// thread in epoll_wait.
+type poller struct {
+	f   *os.File
+	fd  int
+	raw syscall.RawConn
+	log *slog.Logger
+
+	mu    sync.Mutex
+	conns map[uint64]*conn
+	next  uint64
+}
+
+// newPoller starts a poller.
+func newPoller(log *slog.Logger) (*poller, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "epoll")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	p := &poller{f: f, fd: fd, raw: raw, log: log, conns: make(map[uint64]*conn)}
+	go p.run()
+	return p, nil
+}
+
+// run starts a reading goroutine for each connection reported readable,
+// until the poller is closed.
+func (p *poller) run() {
+	events := make([]syscall.EpollEvent, 256)
+	for {
+		var n int
+		var werr error
+		err := p.raw.Read(func(fd uintptr) bool {
+			for {
+				n, werr = syscall.EpollWait(int(fd), events, 0)
+				if werr != syscall.EINTR {
+					return n > 0 || werr != nil
+				}
+			}
+		})
+		if err != nil {
+			return // closed
+		}
+		if werr != nil {
+			p.log.Error("websocket: epoll_wait failed; readiness polling stops", "error", werr)
+			return
+		}
+		p.mu.Lock()
+		for _, ev := range events[:n] {
+			if c := p.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; c != nil {
+				c.wake(p)
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// register watches c's socket. The registration is edge-triggered: every
+// arrival of bytes is reported once, and conn.wake sorts out whether a
+// goroutine is reading already.
+func (p *poller) register(c *conn) error {
+	p.mu.Lock()
+	if c.ended.Load() {
+		p.mu.Unlock()
+		return nil
+	}
+	p.next++
+	id := p.next
+	c.pollID = id
+	p.conns[id] = c
+	p.mu.Unlock()
+	ev := syscall.EpollEvent{
+		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | (syscall.EPOLLET & 0xFFFFFFFF),
+		Fd:     int32(uint32(id)),
+		Pad:    int32(uint32(id >> 32)),
+	}
+	var cerr error
+	if err := c.raw.Control(func(fd uintptr) { cerr = syscall.EpollCtl(p.fd, syscall.EPOLL_CTL_ADD, int(fd), &ev) }); err != nil {
+		return nil // closed meanwhile
+	}
+	if cerr != nil && c.ended.Load() {
+		return nil
+	}
+	return cerr
+}
+
+// remove forgets c, which is closing: closing its socket takes it out of
+// the epoll set.
+func (p *poller) remove(c *conn) {
+	p.mu.Lock()
+	delete(p.conns, c.pollID)
+	p.mu.Unlock()
+}
+
+// close stops the poller.
+func (p *poller) close() { p.f.Close() }

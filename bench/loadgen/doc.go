@@ -26,7 +26,11 @@
 //   - latency: a fixed total rate of timestamped messages spread over the
 //     pairs. Latency is measured from the time a message was due to be sent,
 //     so a generator that falls behind shows as latency rather than hiding it
-//     (no coordinated omission). Reports p50, p99, p99.9 and max.
+//     (no coordinated omission). Reports p50, p99, p99.9 and max. One pacer
+//     goroutine sends every pair's messages in the order they are due, from
+//     an OS thread of its own that sleeps in the kernel to the microsecond
+//     (on Linux; Go's timers wake up to a millisecond late), and reports how
+//     late it still began each send (send_lag_ms), the generator's own error.
 //   - setup: WebRTC call setups: an SDP-sized offer and eight trickled ICE
 //     candidates one way, the answer and eight candidates back. Reports
 //     setups per second and the time one takes.
@@ -34,6 +38,14 @@
 //     and after, per connection, and the rate at which they connected.
 //   - connect: join, welcome and leave cycles per second from concurrent
 //     workers.
+//
+// The load generator shares the machine with the server under test, so it
+// is frugal, alike for every server: its own WebSocket client (ws.go) reads
+// frames in place from a large buffer, writes masked frames with one system
+// call per batch (the relay workload sends what its credits allow at once),
+// and the drivers scan the JSON they receive without reflection or
+// allocation, falling back to encoding/json for what the scan does not
+// handle (jsonscan.go).
 //
 // Every workload except idle runs for a warm-up period first and counts only
 // what happens in the measurement window after it. Use Main to run it as a

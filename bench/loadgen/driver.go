@@ -5,12 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
-	"sync"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // Message types, as the Switchboard protocol names them. Drivers of other
@@ -48,7 +43,10 @@ type Message struct {
 	From string
 	// To is the receiving peer; required on sent messages.
 	To string
-	// Payload is the message's JSON payload, relayed untouched.
+	// Payload is the message's JSON payload, relayed untouched. On a
+	// received message it may point into the connection's read buffer: it
+	// is valid until the next Recv on that Conn, and a caller that keeps it
+	// longer copies it.
 	Payload json.RawMessage
 }
 
@@ -72,17 +70,20 @@ type Conn interface {
 	// the protocol's own traffic (welcome, presence, acknowledgements,
 	// keep-alives) is handled and not returned. An error the server
 	// reports is returned as a Message of TypeError. Recv returns an error
-	// once the connection has ended, ErrClosed after Close.
+	// once the connection has ended, ErrClosed after Close. The message's
+	// Payload is valid until the next Recv.
 	Recv() (Message, error)
 	// Close leaves gracefully and releases the connection. It is
 	// idempotent.
 	Close() error
 }
 
-// BatchSender is implemented by a Conn that can send several messages in one
-// round trip (long-polling). Workloads use it when they have several
-// messages ready.
+// BatchSender is implemented by a Conn that can send several messages at
+// once: in one round trip (long-polling) or one write (WebSocket). Workloads
+// use it when they have several messages ready.
 type BatchSender interface {
+	// SendBatch sends ms in order, as Send would one by one. It does not
+	// retain their payloads.
 	SendBatch(ms []Message) error
 }
 
@@ -100,94 +101,6 @@ func NewDriver(o Options) (Driver, error) {
 		return newRaw(o)
 	}
 	return nil, fmt.Errorf("%w %q over %s", ErrUnknownProtocol, o.Protocol, o.Transport)
-}
-
-// wsDialer is shared by every WebSocket driver: default buffer sizes, as a
-// browser's would be, and a bounded handshake.
-var wsDialer = &websocket.Dialer{
-	Proxy:            http.ProxyFromEnvironment,
-	HandshakeTimeout: dialTimeout,
-}
-
-// wsConn wraps a WebSocket with the locking the drivers share: gorilla allows
-// one reader and one writer at a time, and writes come from the sender, the
-// receiver (acknowledgements) and timers (keep-alives).
-type wsConn struct {
-	c       *websocket.Conn
-	wmu     sync.Mutex
-	once    sync.Once
-	closing chan struct{} // closed by close
-}
-
-// dialWS opens a WebSocket to u. It sends the Origin a page served by the
-// same host would, which passes a same-origin check.
-func dialWS(ctx context.Context, u *url.URL) (*wsConn, error) {
-	h := http.Header{}
-	h.Set("Origin", (&url.URL{Scheme: httpScheme(u.Scheme), Host: u.Host}).String())
-	c, resp, err := wsDialer.DialContext(ctx, u.String(), h)
-	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("loadgen: dial %s: %w (HTTP %s)", u.Redacted(), err, resp.Status)
-		}
-		return nil, fmt.Errorf("loadgen: dial %s: %w", u.Redacted(), err)
-	}
-	return &wsConn{c: c, closing: make(chan struct{})}, nil
-}
-
-func httpScheme(ws string) string {
-	if ws == "wss" {
-		return "https"
-	}
-	return "http"
-}
-
-// write sends one text frame.
-func (w *wsConn) write(frame []byte) error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	select {
-	case <-w.closing:
-		return ErrClosed
-	default:
-	}
-	w.c.SetWriteDeadline(time.Now().Add(writeWait))
-	return w.c.WriteMessage(websocket.TextMessage, frame)
-}
-
-// read returns the next text frame.
-func (w *wsConn) read() ([]byte, error) {
-	for {
-		kind, frame, err := w.c.ReadMessage()
-		if err != nil {
-			select {
-			case <-w.closing:
-				return nil, ErrClosed
-			default:
-				return nil, err
-			}
-		}
-		if kind == websocket.TextMessage {
-			return frame, nil
-		}
-	}
-}
-
-// close writes farewell (if any) and a close frame, then closes the socket.
-func (w *wsConn) close(farewell []byte) error {
-	w.once.Do(func() {
-		w.wmu.Lock()
-		deadline := time.Now().Add(time.Second)
-		if farewell != nil {
-			w.c.SetWriteDeadline(deadline)
-			w.c.WriteMessage(websocket.TextMessage, farewell)
-		}
-		w.c.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), deadline)
-		close(w.closing)
-		w.wmu.Unlock()
-		w.c.Close()
-	})
-	return nil
 }
 
 // appendString appends s as a JSON string.

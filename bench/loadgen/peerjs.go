@@ -3,7 +3,6 @@ package loadgen
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"time"
@@ -13,21 +12,27 @@ import (
 // drops a client silent for its alive_timeout (60 s by default).
 const heartbeatEvery = 5 * time.Second
 
-// peerJSTypes maps message types to the PeerJS server's. It relays only
+// toPeerJS maps a message type to the PeerJS server's. It relays only
 // OFFER, ANSWER, CANDIDATE and LEAVE (and drops unknown types), so
 // application messages travel as CANDIDATE.
-var peerJSTypes = map[string]string{
-	TypeOffer:     "OFFER",
-	TypeAnswer:    "ANSWER",
-	TypeCandidate: "CANDIDATE",
-	TypeMessage:   "CANDIDATE",
-	TypeBye:       "LEAVE",
+func toPeerJS(t string) (string, error) {
+	switch t {
+	case TypeOffer:
+		return "OFFER", nil
+	case TypeAnswer:
+		return "ANSWER", nil
+	case TypeCandidate, TypeMessage:
+		return "CANDIDATE", nil
+	case TypeBye:
+		return "LEAVE", nil
+	}
+	return "", fmt.Errorf("loadgen: PeerJS has no message type for %q", t)
 }
 
 // fromPeerJS maps a PeerJS server message type back; "" means not a
 // message between peers.
-func fromPeerJS(t string) string {
-	switch t {
+func fromPeerJS(t []byte) string {
+	switch string(t) {
 	case "OFFER":
 		return TypeOffer
 	case "ANSWER":
@@ -59,14 +64,6 @@ func newPeerJS(o Options) (*peerJS, error) {
 	return &peerJS{url: u.String(), key: o.PeerJSKey}, nil
 }
 
-// peerJSMessage is a PeerJS server message.
-type peerJSMessage struct {
-	Type    string          `json:"type"`
-	Src     string          `json:"src,omitempty"`
-	Dst     string          `json:"dst,omitempty"`
-	Payload json.RawMessage `json:"payload,omitempty"`
-}
-
 // Dial connects peer and waits for the server's OPEN. PeerJS has no rooms:
 // room is ignored.
 func (d *peerJS) Dial(ctx context.Context, room, peer string) (Conn, error) {
@@ -79,7 +76,7 @@ func (d *peerJS) Dial(ctx context.Context, room, peer string) (Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { w.c.Close() })
+	stop := context.AfterFunc(ctx, w.abort)
 	defer stop()
 	frame, err := w.read()
 	if err != nil {
@@ -89,11 +86,11 @@ func (d *peerJS) Dial(ctx context.Context, room, peer string) (Conn, error) {
 		}
 		return nil, fmt.Errorf("loadgen: waiting for OPEN: %w", err)
 	}
-	var m peerJSMessage
-	if err := json.Unmarshal(frame, &m); err != nil || m.Type != "OPEN" {
+	var m wireMessage
+	if err := decodeMessage(frame, &peerJSFields, &m); err != nil || string(m.typ) != "OPEN" {
 		w.close(nil)
 		if err == nil {
-			err = fmt.Errorf("%s: %s", m.Type, errorText(m.Payload))
+			err = fmt.Errorf("%s: %s", m.typ, errorText(m.payload))
 		}
 		return nil, fmt.Errorf("loadgen: connect refused: %w", err)
 	}
@@ -108,8 +105,11 @@ func (d *peerJS) Dial(ctx context.Context, room, peer string) (Conn, error) {
 
 // peerJSConn is one PeerJS client.
 type peerJSConn struct {
-	ws *wsConn
+	ws    *wsConn
+	peers peerCache // owned by Recv
 }
+
+var _ BatchSender = (*peerJSConn)(nil)
 
 // heartbeat sends HEARTBEAT until the connection closes.
 func (c *peerJSConn) heartbeat() {
@@ -127,20 +127,37 @@ func (c *peerJSConn) heartbeat() {
 	}
 }
 
-// Send sends m with its PeerJS type.
-func (c *peerJSConn) Send(m Message) error {
-	t, ok := peerJSTypes[m.Type]
-	if !ok {
-		return fmt.Errorf("loadgen: PeerJS has no message type for %q", m.Type)
-	}
-	b := make([]byte, 0, 48+len(m.To)+len(m.Payload))
+// appendPeerJS appends m as a PeerJS message of type t.
+func appendPeerJS(b []byte, t string, m Message) []byte {
 	b = append(b, `{"type":"`...)
 	b = append(b, t...)
 	b = append(b, `","dst":`...)
 	b = appendString(b, m.To)
 	b = append(b, `,"payload":`...)
 	b = appendPayload(b, m.Payload)
-	return c.ws.write(append(b, '}'))
+	return append(b, '}')
+}
+
+// Send sends m with its PeerJS type.
+func (c *peerJSConn) Send(m Message) error {
+	t, err := toPeerJS(m.Type)
+	if err != nil {
+		return err
+	}
+	return c.ws.writeFrames(1, func(b []byte, _ int) []byte { return appendPeerJS(b, t, m) })
+}
+
+// SendBatch sends ms, one frame each, in one write.
+func (c *peerJSConn) SendBatch(ms []Message) error {
+	for _, m := range ms {
+		if _, err := toPeerJS(m.Type); err != nil {
+			return err
+		}
+	}
+	return c.ws.writeFrames(len(ms), func(b []byte, i int) []byte {
+		t, _ := toPeerJS(ms[i].Type)
+		return appendPeerJS(b, t, ms[i])
+	})
 }
 
 // Recv returns the next message from a peer, or an error the server sent.
@@ -150,12 +167,12 @@ func (c *peerJSConn) Recv() (Message, error) {
 		if err != nil {
 			return Message{}, err
 		}
-		var m peerJSMessage
-		if err := json.Unmarshal(frame, &m); err != nil {
+		var m wireMessage
+		if err := decodeMessage(frame, &peerJSFields, &m); err != nil {
 			return Message{}, fmt.Errorf("loadgen: bad PeerJS message: %w", err)
 		}
-		if t := fromPeerJS(m.Type); t != "" {
-			return Message{Type: t, From: m.Src, To: m.Dst, Payload: m.Payload}, nil
+		if t := fromPeerJS(m.typ); t != "" {
+			return c.peers.message(t, &m), nil
 		}
 	}
 }

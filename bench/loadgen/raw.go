@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 )
@@ -24,15 +23,6 @@ func newRaw(o Options) (*raw, error) {
 	return &raw{url: u.String()}, nil
 }
 
-// rawFrame is a bare relay frame. The relay only reads "to"; "from" is the
-// sender's own claim.
-type rawFrame struct {
-	To      string          `json:"to"`
-	From    string          `json:"from"`
-	Type    string          `json:"type"`
-	Payload json.RawMessage `json:"payload"`
-}
-
 // Dial connects peer; the relay has registered it once the upgrade is
 // answered. The relay has no rooms: room is ignored.
 func (d *raw) Dial(ctx context.Context, room, peer string) (Conn, error) {
@@ -49,13 +39,17 @@ func (d *raw) Dial(ctx context.Context, room, peer string) (Conn, error) {
 
 // rawConn is one bare relay client.
 type rawConn struct {
-	ws *wsConn
-	id string
+	ws    *wsConn
+	id    string
+	peers peerCache // owned by Recv
 }
 
-// Send sends m as a frame for m.To.
-func (c *rawConn) Send(m Message) error {
-	b := make([]byte, 0, 48+len(m.To)+len(c.id)+len(m.Payload))
+var _ BatchSender = (*rawConn)(nil)
+
+// appendFrame appends m as a bare relay frame from c: {"to", "from",
+// "type", "payload"}. The relay only reads "to"; "from" is the sender's own
+// claim.
+func (c *rawConn) appendFrame(b []byte, m Message) []byte {
 	b = append(b, `{"to":`...)
 	b = appendString(b, m.To)
 	b = append(b, `,"from":`...)
@@ -64,20 +58,31 @@ func (c *rawConn) Send(m Message) error {
 	b = appendString(b, m.Type)
 	b = append(b, `,"payload":`...)
 	b = appendPayload(b, m.Payload)
-	return c.ws.write(append(b, '}'))
+	return append(b, '}')
 }
 
-// Recv returns the next frame.
+// Send sends m as a frame for m.To.
+func (c *rawConn) Send(m Message) error {
+	return c.ws.writeFrames(1, func(b []byte, _ int) []byte { return c.appendFrame(b, m) })
+}
+
+// SendBatch sends ms, one frame each, in one write.
+func (c *rawConn) SendBatch(ms []Message) error {
+	return c.ws.writeFrames(len(ms), func(b []byte, i int) []byte { return c.appendFrame(b, ms[i]) })
+}
+
+// Recv returns the next frame. Its fields are those of a Switchboard
+// envelope.
 func (c *rawConn) Recv() (Message, error) {
 	frame, err := c.ws.read()
 	if err != nil {
 		return Message{}, err
 	}
-	var f rawFrame
-	if err := json.Unmarshal(frame, &f); err != nil {
+	var m wireMessage
+	if err := decodeMessage(frame, &switchboardFields, &m); err != nil {
 		return Message{}, fmt.Errorf("loadgen: bad frame: %w", err)
 	}
-	return Message{Type: f.Type, From: f.From, To: f.To, Payload: f.Payload}, nil
+	return c.peers.message(internType(m.typ), &m), nil
 }
 
 // Close closes the socket.

@@ -51,6 +51,9 @@ type LatencyResult struct {
 	// them received.
 	Sent    int64         `json:"sent"`
 	Latency *LatencyStats `json:"latency_ms"`
+	// SendLag is how late the load generator began sending those messages,
+	// after they were due: its own pacing error, which Latency includes.
+	SendLag *LatencyStats `json:"send_lag_ms"`
 }
 
 // SetupResult is the setup workload's part of a Result: setups completed in
@@ -120,8 +123,11 @@ func (r *Result) Summary() string {
 		fmt.Fprintf(&b, " %d pairs, %d B: %.0f msg/s, %.2f MB/s", r.Pairs, r.Size, r.MessagesPerSec, r.BytesPerSec/1e6)
 	case r.LatencyResult != nil:
 		l := r.Latency
-		fmt.Fprintf(&b, " %d pairs, %.0f msg/s: %d/%d received, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms",
+		fmt.Fprintf(&b, " %d pairs, %.0f msg/s: %d/%d received, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms",
 			r.Pairs, r.Rate, l.Count, r.Sent, l.P50, l.P99, l.P999, l.Max)
+		if s := r.SendLag; s != nil {
+			fmt.Fprintf(&b, "; send lag p50 %.3f ms, p99 %.3f ms, max %.3f ms", s.P50, s.P99, s.Max)
+		}
 	case r.SetupResult != nil:
 		fmt.Fprintf(&b, " %d pairs: %.0f setups/s, p50 %.2f ms, p99 %.2f ms", r.Pairs, r.SetupsPerSec, r.SetupTime.P50, r.SetupTime.P99)
 	case r.IdleResult != nil:

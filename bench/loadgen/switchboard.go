@@ -80,9 +80,9 @@ func joinEnvelope(room, peer, token string) []byte {
 	return b
 }
 
-// joinError is a refused join.
-func joinError(env *envelope) error {
-	return fmt.Errorf("loadgen: join refused: %s", errorText(env.Payload))
+// joinError is a refused join, with the error envelope's payload.
+func joinError(payload json.RawMessage) error {
+	return fmt.Errorf("loadgen: join refused: %s", errorText(payload))
 }
 
 // switchboardWS is the Switchboard driver over WebSocket.
@@ -112,7 +112,7 @@ func (d *switchboardWS) Dial(ctx context.Context, room, peer string) (Conn, erro
 		return nil, err
 	}
 	c := &sbWSConn{ws: w}
-	stop := context.AfterFunc(ctx, func() { w.c.Close() }) // bound the join
+	stop := context.AfterFunc(ctx, w.abort) // bound the join
 	defer stop()
 	if err := w.write(joinEnvelope(room, peer, d.token)); err != nil {
 		w.close(nil)
@@ -127,13 +127,13 @@ func (d *switchboardWS) Dial(ctx context.Context, room, peer string) (Conn, erro
 			}
 			return nil, fmt.Errorf("loadgen: waiting for welcome: %w", err)
 		}
-		var env envelope
-		if err := json.Unmarshal(frame, &env); err != nil {
+		var m wireMessage
+		if err := decodeMessage(frame, &switchboardFields, &m); err != nil {
 			w.close(nil)
 			return nil, fmt.Errorf("loadgen: waiting for welcome: %w", err)
 		}
-		c.noteSeq(env.Seq)
-		switch env.Type {
+		c.noteSeq(m.seq)
+		switch string(m.typ) {
 		case "welcome":
 			if !stop() {
 				w.close(nil)
@@ -142,14 +142,15 @@ func (d *switchboardWS) Dial(ctx context.Context, room, peer string) (Conn, erro
 			return c, nil
 		case TypeError:
 			w.close(nil)
-			return nil, joinError(&env)
+			return nil, joinError(m.payload)
 		}
 	}
 }
 
 // sbWSConn is a Switchboard session on WebSocket.
 type sbWSConn struct {
-	ws *wsConn
+	ws    *wsConn
+	peers peerCache // owned by Recv
 
 	mu      sync.Mutex // guards the acknowledgement state
 	last    int64      // highest seq received
@@ -157,6 +158,8 @@ type sbWSConn struct {
 	timer   *time.Timer
 	stopped bool
 }
+
+var _ BatchSender = (*sbWSConn)(nil)
 
 // noteSeq records a received seq and acknowledges when the policy says so.
 func (c *sbWSConn) noteSeq(seq int64) {
@@ -195,13 +198,21 @@ func (c *sbWSConn) ack() {
 	}
 	c.acked = seq
 	c.mu.Unlock()
-	b := append([]byte(`{"v":1,"type":"ack","payload":{"seq":`), strconv.FormatInt(seq, 10)...)
-	c.ws.write(append(b, "}}"...)) // a failed write shows in Recv
+	c.ws.writeFrames(1, func(b []byte, _ int) []byte { // a failed write shows in Recv
+		b = append(b, `{"v":1,"type":"ack","payload":{"seq":`...)
+		b = strconv.AppendInt(b, seq, 10)
+		return append(b, "}}"...)
+	})
 }
 
 // Send sends m as an envelope.
 func (c *sbWSConn) Send(m Message) error {
-	return c.ws.write(appendEnvelope(make([]byte, 0, 64+len(m.Payload)), m))
+	return c.ws.writeFrames(1, func(b []byte, _ int) []byte { return appendEnvelope(b, m) })
+}
+
+// SendBatch sends ms as envelopes, one frame each, in one write.
+func (c *sbWSConn) SendBatch(ms []Message) error {
+	return c.ws.writeFrames(len(ms), func(b []byte, i int) []byte { return appendEnvelope(b, ms[i]) })
 }
 
 // Recv returns the next relayed message or error.
@@ -211,13 +222,13 @@ func (c *sbWSConn) Recv() (Message, error) {
 		if err != nil {
 			return Message{}, err
 		}
-		var env envelope
-		if err := json.Unmarshal(frame, &env); err != nil {
+		var m wireMessage
+		if err := decodeMessage(frame, &switchboardFields, &m); err != nil {
 			return Message{}, fmt.Errorf("loadgen: bad envelope: %w", err)
 		}
-		c.noteSeq(env.Seq)
-		if relayed(env.Type) {
-			return Message{Type: env.Type, From: env.From, To: env.To, Payload: env.Payload}, nil
+		c.noteSeq(m.seq)
+		if t := internType(m.typ); relayed(t) {
+			return c.peers.message(t, &m), nil
 		}
 	}
 }
@@ -307,7 +318,7 @@ func (d *switchboardLP) Dial(ctx context.Context, room, peer string) (Conn, erro
 		return nil, fmt.Errorf("loadgen: join: %w", err)
 	}
 	if env.Type == TypeError {
-		return nil, joinError(&env)
+		return nil, joinError(env.Payload)
 	}
 	var w welcome
 	if env.Type != "welcome" || json.Unmarshal(env.Payload, &w) != nil || w.Session == "" {

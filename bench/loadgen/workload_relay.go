@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,8 +43,8 @@ func (r *run) relay(ctx context.Context) (*Result, error) {
 				case <-credits:
 				default:
 				}
-				var n numbered
-				if json.Unmarshal(m.Payload, &n) != nil {
+				n, err := parseNumbered(m.Payload)
+				if err != nil {
 					r.fail("payload")
 					continue
 				}

@@ -384,3 +384,39 @@ func depth(data []byte) int {
 		}
 	}
 }
+
+// FuzzSplitArray checks SplitArray against encoding/json on valid UTF-8.
+func FuzzSplitArray(f *testing.F) {
+	for _, s := range []string{`[]`, ` [ {"type":"ping"} , {"a":[1,{"b":"]"}]} ] `, `[1,2`, `[1,]`, `[1] x`, `{"a":1}`, `["\u00e9",null,true,-1.5e3]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !utf8.Valid(data) {
+			return
+		}
+		if bytes.Count(data, []byte("["))+bytes.Count(data, []byte("{")) >= maxDepth {
+			return // past the broker's nesting limit, which encoding/json has not
+		}
+		got, err := SplitArray(data)
+		var want []json.RawMessage
+		werr := json.Unmarshal(data, &want)
+		if werr == nil && bytes.HasPrefix(bytes.TrimSpace(data), []byte("[")) {
+			if err != nil {
+				t.Fatalf("%q: SplitArray failed (%v), encoding/json did not", data, err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%q: %d elements, encoding/json %d", data, len(got), len(want))
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], want[i]) {
+					t.Fatalf("%q: element %d is %q, encoding/json %q", data, i, got[i], want[i])
+				}
+			}
+		} else if err == nil {
+			t.Fatalf("%q: SplitArray accepted what encoding/json refused (%v)", data, werr)
+		}
+		if ValidJSON(data) != json.Valid(data) {
+			t.Fatalf("%q: ValidJSON %v, json.Valid %v", data, ValidJSON(data), json.Valid(data))
+		}
+	})
+}

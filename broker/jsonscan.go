@@ -277,3 +277,41 @@ func skipNumber(data []byte, i int) (int, error) {
 	}
 	return i, nil
 }
+
+// SplitArray returns the elements of data, a JSON array, each a slice of
+// data, checking the whole of it as encoding/json would (bar UTF-8, which
+// Decode checks per envelope).
+func SplitArray(data []byte) ([][]byte, error) {
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '[' {
+		return nil, errSyntax
+	}
+	var items [][]byte
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == ']' {
+		return items, trailing(data, i+1)
+	}
+	for {
+		end, err := skipValue(data, i, 1)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, data[i:end])
+		i = skipSpace(data, end)
+		switch {
+		case i < len(data) && data[i] == ']':
+			return items, trailing(data, i+1)
+		case i < len(data) && data[i] == ',':
+			i = skipSpace(data, i+1)
+		default:
+			return nil, errSyntax
+		}
+	}
+}
+
+// ValidJSON reports whether data is one JSON value, as json.Valid does (bar
+// UTF-8).
+func ValidJSON(data []byte) bool {
+	end, err := skipValue(data, skipSpace(data, 0), 0)
+	return err == nil && trailing(data, end) == nil
+}

@@ -408,3 +408,34 @@ func (pc *peerCache) message(t string, m *wireMessage) Message {
 	pc.from, pc.to = intern(pc.from, m.from), intern(pc.to, m.to)
 	return Message{Type: t, From: pc.from, To: pc.to, Payload: m.payload}
 }
+
+// eachElement calls fn with each element of data, a JSON array, in order,
+// stopping at fn's first error. A malformed array is an error.
+func eachElement(data []byte, fn func(elem []byte) error) error {
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '[' {
+		return fmt.Errorf("loadgen: %s is not an array", truncate(data, 16))
+	}
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == ']' {
+		return nil
+	}
+	for {
+		end, ok := skipValue(data, i)
+		if !ok {
+			return fmt.Errorf("loadgen: malformed array element at byte %d", i)
+		}
+		if err := fn(data[i:end]); err != nil {
+			return err
+		}
+		i = skipSpace(data, end)
+		switch {
+		case i < len(data) && data[i] == ']':
+			return nil
+		case i < len(data) && data[i] == ',':
+			i = skipSpace(data, i+1)
+		default:
+			return fmt.Errorf("loadgen: malformed array at byte %d", i)
+		}
+	}
+}

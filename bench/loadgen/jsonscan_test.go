@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"testing"
 	"unicode/utf8"
 )
@@ -163,5 +164,28 @@ func TestScanNoAllocs(t *testing.T) {
 	})
 	if allocs > 0 {
 		t.Errorf("%.1f allocations per message", allocs)
+	}
+}
+
+func TestEachElement(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		ok   bool
+	}{
+		{`[]`, nil, true},
+		{` [ ] `, nil, true},
+		{`[{"a":1}]`, []string{`{"a":1}`}, true},
+		{`[{"a":"]"} , {"b":[1,2]},3]`, []string{`{"a":"]"}`, `{"b":[1,2]}`, `3`}, true},
+		{`{"a":1}`, nil, false},
+		{`[{"a":1}`, []string{`{"a":1}`}, false},
+		{`[{"a":1};]`, []string{`{"a":1}`}, false},
+		{`[`, nil, false},
+	} {
+		var got []string
+		err := eachElement([]byte(tc.in), func(e []byte) error { got = append(got, string(e)); return nil })
+		if (err == nil) != tc.ok || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %q, %v", tc.in, got, err)
+		}
 	}
 }

@@ -345,6 +345,7 @@ type sbLPConn struct {
 
 	last    int64     // highest seq received; owned by Recv
 	pending []Message // received, not yet returned; owned by Recv
+	peers   peerCache // owned by Recv
 }
 
 // Send posts one envelope.
@@ -389,17 +390,20 @@ func (c *sbLPConn) Recv() (Message, error) {
 			}
 			return Message{}, err
 		}
-		var envs []envelope
-		if err := json.Unmarshal(b, &envs); err != nil {
+		// The answer is a fresh buffer: messages may keep slices of it.
+		err = eachElement(b, func(frame []byte) error {
+			var m wireMessage
+			if err := decodeMessage(frame, &switchboardFields, &m); err != nil {
+				return err
+			}
+			c.last = max(c.last, m.seq)
+			if t := internType(m.typ); relayed(t) {
+				c.pending = append(c.pending, c.peers.message(t, &m))
+			}
+			return nil
+		})
+		if err != nil {
 			return Message{}, fmt.Errorf("loadgen: bad poll answer: %w", err)
-		}
-		for _, env := range envs {
-			if env.Seq > c.last {
-				c.last = env.Seq
-			}
-			if relayed(env.Type) {
-				c.pending = append(c.pending, Message{Type: env.Type, From: env.From, To: env.To, Payload: env.Payload})
-			}
 		}
 	}
 	m := c.pending[0]

@@ -8,7 +8,6 @@ package longpoll
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -199,15 +198,15 @@ func (t *Transport) post(w http.ResponseWriter, r *http.Request) {
 		t.refuse(w, r, err)
 		return
 	}
-	var items []json.RawMessage
+	var items [][]byte
 	switch trimmed := bytes.TrimSpace(data); {
 	case len(trimmed) > 0 && trimmed[0] == '[':
-		if err := json.Unmarshal(trimmed, &items); err != nil {
+		if items, err = broker.SplitArray(trimmed); err != nil {
 			t.refuse(w, r, broker.Errorf(broker.CodeBadRequest, "body is not a JSON array of envelopes"))
 			return
 		}
-	case json.Valid(trimmed):
-		items = []json.RawMessage{trimmed}
+	case broker.ValidJSON(trimmed):
+		items = [][]byte{trimmed}
 	default:
 		t.refuse(w, r, broker.Errorf(broker.CodeBadRequest, "body is not JSON"))
 		return

@@ -32,11 +32,11 @@ type conn struct {
 	max  int             // the broker's largest envelope
 	sess *broker.Session
 
-	after    uint64       // last seq written; owned by the flushing goroutine
-	flushing atomic.Bool  // a flush goroutine runs
-	heard    atomic.Bool  // the peer was heard from since the timer last ran
-	timer    *time.Timer  // pings, and drops the connection once silent too long
-	tracked  bool         // counted by the transport; set before serve starts
+	after    uint64      // last seq written; owned by the flushing goroutine
+	flushing atomic.Bool // a flush goroutine runs
+	heard    atomic.Bool // the peer was heard from since the timer last ran
+	timer    *time.Timer // pings, and drops the connection once silent too long
+	tracked  bool        // counted by the transport; set before serve starts
 	ended    atomic.Bool
 	poll     atomic.Pointer[poller] // the poller it is registered with
 	rstate   atomic.Int32           // readIdle, reading or readAgain

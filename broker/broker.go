@@ -554,7 +554,7 @@ func (b *Broker) route(ctx context.Context, s *Session, env *Envelope) error {
 	}
 	r.mu.RLock()
 	t := r.peers[env.To]
-	if t != nil && t.enqueue(f) == nil {
+	if t != nil && t.enqueue(f.single()) == nil {
 		r.mu.RUnlock()
 		return nil
 	}

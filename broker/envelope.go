@@ -187,15 +187,38 @@ func appendField(b []byte, name, value string) []byte {
 type frame struct {
 	typ  string
 	body []byte
+	// room, when set, is body with seqRoom free bytes before it; once says
+	// the frame has one delivery only, whose seq withSeq may then write
+	// into that room rather than copy the body.
+	room []byte
+	once bool
 }
 
+// seqRoom is the room before a frame's body for the longest seq prefix.
+const seqRoom = len(`{"seq":18446744073709551615,`)
+
 func newFrame(env *Envelope) frame {
-	b := env.appendBody(make([]byte, 0, 48+len(env.Room)+len(env.From)+len(env.To)+len(env.Payload)))
-	return frame{typ: env.Type, body: b}
+	n := 96 + len(env.Type) + len(env.Room) + len(env.From) + len(env.To) + len(env.Payload)
+	b := env.appendBody(make([]byte, seqRoom, seqRoom+n))
+	return frame{typ: env.Type, body: b[seqRoom:], room: b}
+}
+
+// single returns f for its one and only delivery.
+func (f frame) single() frame {
+	f.once = f.room != nil
+	return f
 }
 
 // withSeq returns the frame's full JSON with seq set.
 func (f frame) withSeq(seq uint64) []byte {
+	if f.once {
+		var p [seqRoom]byte
+		prefix := strconv.AppendUint(append(p[:0], `{"seq":`...), seq, 10)
+		prefix = append(prefix, ',')
+		start := seqRoom - len(prefix)
+		copy(f.room[start:], prefix)
+		return f.room[start:]
+	}
 	b := make([]byte, 0, len(f.body)+24)
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)

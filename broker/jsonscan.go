@@ -47,7 +47,7 @@ func scanEnvelope(data []byte, w *wireEnvelope) error {
 		if err != nil {
 			return err
 		}
-		if err := w.set(string(key), data[vStart:vEnd]); err != nil && typeErr == nil {
+		if err := w.set(key, data[vStart:vEnd]); err != nil && typeErr == nil {
 			typeErr = err
 		}
 		i = skipSpace(data, vEnd)
@@ -68,9 +68,9 @@ func scanEnvelope(data []byte, w *wireEnvelope) error {
 }
 
 // set stores one top-level field; unknown fields are dropped.
-func (w *wireEnvelope) set(key string, v []byte) error {
+func (w *wireEnvelope) set(key, v []byte) error {
 	var dst *string
-	switch key {
+	switch string(key) {
 	case "v":
 		w.V = v
 		return nil
@@ -78,6 +78,10 @@ func (w *wireEnvelope) set(key string, v []byte) error {
 		w.Payload = v
 		return nil
 	case "type":
+		if t, ok := knownType(v); ok {
+			w.Type = t
+			return nil
+		}
 		dst = &w.Type
 	case "id":
 		dst = &w.ID
@@ -92,10 +96,39 @@ func (w *wireEnvelope) set(key string, v []byte) error {
 	}
 	s, ok := jsonString(v)
 	if !ok {
-		return fmt.Errorf("field %q must be a JSON string", key)
+		return fmt.Errorf("field %q must be a JSON string", string(key))
 	}
 	*dst = s
 	return nil
+}
+
+// knownType returns v, a JSON string, as the constant of the envelope type
+// it names, sparing a copy per envelope.
+func knownType(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return "", false
+	}
+	switch string(v[1 : len(v)-1]) {
+	case TypeMessage:
+		return TypeMessage, true
+	case TypeCandidate:
+		return TypeCandidate, true
+	case TypeOffer:
+		return TypeOffer, true
+	case TypeAnswer:
+		return TypeAnswer, true
+	case TypeAck:
+		return TypeAck, true
+	case TypePing:
+		return TypePing, true
+	case TypeBye:
+		return TypeBye, true
+	case TypeJoin:
+		return TypeJoin, true
+	case TypeLeave:
+		return TypeLeave, true
+	}
+	return "", false
 }
 
 // jsonString returns the text of v, a JSON value, if it is a string.

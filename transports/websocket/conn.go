@@ -18,13 +18,14 @@ import (
 // handshake.
 //
 // An idle connection holds no goroutine and no buffer: where the transport
-// has a readiness poller (Linux), a goroutine is started when the socket
-// becomes readable, reads and handles whatever frames have arrived, and
-// ends; the bytes of a frame not yet whole are kept, no more. Elsewhere a
-// goroutine reads for the life of the connection. Writes come from a
-// goroutine that runs only while the session has frames pending (flush),
-// and control frames (pong, ping, close) are written by whoever needs them:
-// every write is one call on the socket, so frames never interleave.
+// has a readiness poller (Linux), a worker goroutine (workers.go) takes the
+// connection when its socket becomes readable, reads and handles whatever
+// frames have arrived, and goes on to other work; the bytes of a frame not
+// yet whole are kept, no more. Elsewhere a goroutine reads for the life of
+// the connection. Writes are made by a worker only while the session has
+// frames pending (flush), and control frames (pong, ping, close) by whoever
+// needs them: every write is one call on the socket, so frames never
+// interleave.
 type conn struct {
 	t    *Transport
 	nc   net.Conn
@@ -33,7 +34,8 @@ type conn struct {
 	sess *broker.Session
 
 	after    uint64      // last seq written; owned by the flushing goroutine
-	flushing atomic.Bool // a flush goroutine runs
+	flushing atomic.Bool // a flush runs
+	kickFn   func()      // kick, made once
 	heard    atomic.Bool // the peer was heard from since the timer last ran
 	timer    *time.Timer // pings, and drops the connection once silent too long
 	tracked  bool        // counted by the transport; set before serve starts
@@ -73,6 +75,7 @@ var errFrameType = errors.New("wstransport: envelopes travel in text frames")
 
 func newConn(t *Transport, nc net.Conn) *conn {
 	c := &conn{t: t, nc: nc, lastHeard: time.Now()}
+	c.kickFn = c.kick
 	c.lastPing = c.lastHeard
 	c.timer = time.AfterFunc(time.Hour, c.tick)
 	c.timer.Stop() // set going once the peer has joined
@@ -197,7 +200,7 @@ func (c *conn) wake(p *poller) {
 		switch c.rstate.Load() {
 		case readIdle:
 			if c.rstate.CompareAndSwap(readIdle, reading) {
-				go c.readable(p)
+				c.t.work.submit(task{c: c, p: p})
 				return
 			}
 		case reading:
@@ -645,7 +648,7 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, batchSize); ret
 // kick starts a flush unless one runs.
 func (c *conn) kick() {
 	if c.flushing.CompareAndSwap(false, true) {
-		go c.flush()
+		c.t.work.submit(task{c: c})
 	}
 }
 
@@ -674,7 +677,7 @@ func (c *conn) flush() {
 		}
 		if len(frames) == 0 {
 			c.flushing.Store(false)
-			c.att.OnPending(c.after, c.kick)
+			c.att.OnPending(c.after, c.kickFn)
 			return
 		}
 		if err := c.writeFrames(frames); err != nil {

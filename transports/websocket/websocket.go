@@ -84,6 +84,7 @@ type Transport struct {
 
 	pollOnce sync.Once
 	poll     *poller // nil where readiness polling is unavailable
+	work     *workers
 }
 
 var _ broker.Transport = (*Transport)(nil)
@@ -91,7 +92,7 @@ var _ broker.Transport = (*Transport)(nil)
 // New returns a WebSocket transport with opts.
 func New(opts Options) *Transport {
 	opts.init()
-	t := &Transport{opts: opts, conns: make(map[*conn]struct{}), log: slog.Default()}
+	t := &Transport{opts: opts, conns: make(map[*conn]struct{}), log: slog.Default(), work: newWorkers()}
 	allowed := origin.List(opts.AllowedOrigins)
 	t.upgrader = websocket.Upgrader{
 		ReadBufferSize:  handshakeReadBuffer,

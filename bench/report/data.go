@@ -86,6 +86,7 @@ type Record struct {
 
 	Sent    int64  `json:"sent"`
 	Latency *Stats `json:"latency_ms"`
+	SendLag *Stats `json:"send_lag_ms"` // how late the load generator began each send
 
 	SetupsPerSec float64 `json:"setups_per_s"`
 	SetupTime    *Stats  `json:"setup_ms"`

@@ -117,17 +117,32 @@ func (t *Transport) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, e.Code.HTTPStatus(), broker.ErrorFrame(e))
 }
 
+// Header values every JSON answer carries, shared: net/http only reads them.
+var (
+	jsonType = []string{"application/json"}
+	noStore  = []string{"no-store"}
+)
+
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
+	h["Content-Type"] = jsonType
+	h["Cache-Control"] = noStore
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
 
-// readBody reads at most limit bytes of the request body.
+// readBody reads at most limit bytes of the request body, into a buffer
+// sized by its Content-Length when it has one.
 func readBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
+	var data []byte
+	var err error
+	if n := r.ContentLength; n >= 0 && n <= int64(limit) {
+		data = make([]byte, n)
+		_, err = io.ReadFull(r.Body, data)
+	} else {
+		data, err = io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, broker.Errorf(broker.CodeTooLarge, "body is larger than %d bytes", limit)

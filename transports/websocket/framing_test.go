@@ -108,7 +108,18 @@ func (p *rawPeer) join(peer string) {
 }
 
 func TestFraming(t *testing.T) {
-	url, _ := start(t, broker.Options{MaxEnvelope: maxEnvelope}, wstransport.Options{})
+	t.Run("poller", func(t *testing.T) {
+		url, _ := start(t, broker.Options{MaxEnvelope: maxEnvelope}, wstransport.Options{})
+		testFraming(t, url)
+	})
+	t.Run("goroutine per connection", func(t *testing.T) {
+		tr := wstransport.WithoutPoller(wstransport.New(wstransport.Options{}))
+		url, _ := startWith(t, broker.Options{MaxEnvelope: maxEnvelope}, tr)
+		testFraming(t, url)
+	})
+}
+
+func testFraming(t *testing.T, url string) {
 
 	t.Run("join and envelope in one write", func(t *testing.T) {
 		p := dialRaw(t, url)

@@ -84,6 +84,7 @@ type Transport struct {
 
 	pollOnce sync.Once
 	poll     *poller // nil where readiness polling is unavailable
+	noPoll   bool    // tests: read as where there is no poller
 	work     *workers
 }
 
@@ -134,6 +135,9 @@ func (t *Transport) Run(ctx context.Context, _ *broker.Broker) error {
 // nil where there is none.
 func (t *Transport) poller() *poller {
 	t.pollOnce.Do(func() {
+		if t.noPoll {
+			return
+		}
 		p, err := newPoller(t.log)
 		if err != nil {
 			t.log.Warn("websocket: no readiness poller; every connection keeps a reading goroutine", "error", err)

@@ -19,8 +19,13 @@ import (
 // start serves a broker made with opts over WebSocket for the test's duration.
 func start(t *testing.T, opts broker.Options, wsOpts wstransport.Options) (string, *broker.Broker) {
 	t.Helper()
+	return startWith(t, opts, wstransport.New(wsOpts))
+}
+
+// startWith serves a broker made with opts over tr for the test's duration.
+func startWith(t *testing.T, opts broker.Options, tr *wstransport.Transport) (string, *broker.Broker) {
+	t.Helper()
 	b := broker.New(opts)
-	tr := wstransport.New(wsOpts)
 	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, tr).Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -38,6 +43,17 @@ func TestConformance(t *testing.T) {
 	brokertest.Run(t, brokertest.Harness{
 		Start: func(t *testing.T, opts broker.Options) brokertest.Dialer {
 			url, _ := start(t, opts, wstransport.Options{})
+			return transporttest.WebSocket(url)
+		},
+	})
+}
+
+// TestConformanceWithoutPoller runs the kit on the reading path of systems
+// without a readiness poller: a goroutine per connection.
+func TestConformanceWithoutPoller(t *testing.T) {
+	brokertest.Run(t, brokertest.Harness{
+		Start: func(t *testing.T, opts broker.Options) brokertest.Dialer {
+			url, _ := startWith(t, opts, wstransport.WithoutPoller(wstransport.New(wstransport.Options{})))
 			return transporttest.WebSocket(url)
 		},
 	})

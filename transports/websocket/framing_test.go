@@ -1,9 +1,15 @@
 package wstransport_test
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
 	"net"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -249,4 +255,70 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	// And they still work.
 	peers[0].write(text(`{"type":"ping"}`))
 	peers[0].expect(`"type":"pong"`)
+}
+
+// panicWatch is a log handler that remembers whether anything logged a
+// panic.
+type panicWatch struct {
+	slog.Handler
+	panics *atomic.Int32
+}
+
+func (h panicWatch) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "panicked") {
+		h.panics.Add(1)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h panicWatch) WithAttrs(as []slog.Attr) slog.Handler {
+	return panicWatch{h.Handler.WithAttrs(as), h.panics}
+}
+
+func (h panicWatch) WithGroup(name string) slog.Handler {
+	return panicWatch{h.Handler.WithGroup(name), h.panics}
+}
+
+// TestGarbageHurtsNobodyElse throws random bytes, as frames and not, at the
+// broker, before and after joins, while two peers talk: they go on, and
+// nothing panics.
+func TestGarbageHurtsNobodyElse(t *testing.T) {
+	var panics atomic.Int32
+	log := slog.New(panicWatch{slog.NewTextHandler(io.Discard, nil), &panics})
+	url, _ := start(t, broker.Options{MaxEnvelope: maxEnvelope, Logger: log}, wstransport.Options{})
+	a, b := dialRaw(t, url), dialRaw(t, url)
+	a.join("alice")
+	b.join("bob")
+	rng := rand.New(rand.NewPCG(1, 2))
+	junk := func(n int) []byte {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(rng.UintN(256))
+		}
+		return p
+	}
+	for i := range 60 {
+		p := dialRaw(t, url)
+		if i%2 == 1 {
+			p.join("junk" + strconv.Itoa(i))
+		}
+		var f []byte
+		switch i % 3 {
+		case 0: // bytes, not frames
+			f = junk(1 + rng.IntN(300))
+		case 1: // frames of any opcode and flags, random payloads
+			var k [4]byte
+			copy(k[:], junk(4))
+			f = wstransport.ClientFrame(rng.IntN(2) == 0, byte(rng.UintN(16)), k, junk(rng.IntN(2*maxEnvelope)))
+			f[0] |= byte(rng.UintN(8)) << 4 // reserved bits, sometimes
+		case 2: // text frames of broken JSON
+			f = text(`{"type":"message","to":"alice","payload":` + string(junk(20)))
+		}
+		_, _ = p.nc.Write(f)
+		a.write(text(`{"type":"message","to":"bob","payload":{"n":` + strconv.Itoa(i) + `}}`))
+		b.expect(`"payload":{"n":` + strconv.Itoa(i) + `}`)
+	}
+	if n := panics.Load(); n > 0 {
+		t.Fatalf("%d panics logged", n)
+	}
 }

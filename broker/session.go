@@ -46,9 +46,14 @@ type Session struct {
 	known   []string             // the other peers this session was told of
 
 	// In a cluster with a Store, the store is the mailbox (mb is unused) and
-	// storeLast is the last seq this node has heard of.
+	// storeLast is the last seq this node has heard of. tail is a copy of
+	// the latest messages this node stored itself, contiguous seqs, which
+	// Take hands out without asking the store when they are all it needs;
+	// marked is the last seq this node has marked written in the store.
 	store     Store
 	storeLast uint64
+	tail      []entry
+	marked    uint64
 	swept     time.Time
 }
 
@@ -199,6 +204,12 @@ func (a *Attachment) Take(after uint64) (frames [][]byte, last uint64, err error
 // takeStored is takeLocked for a session whose mailbox is in the store; it
 // is called without the session's lock.
 func (s *Session) takeStored(after uint64, direct [][]byte, closed bool) ([][]byte, uint64, error) {
+	if frames, last, ok := s.takeTail(after, direct); ok {
+		if len(frames) == 0 && closed {
+			return nil, after, ErrSessionClosed
+		}
+		return frames, last, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
 	defer cancel()
 	frames, last, err := s.store.Take(ctx, s.id, after, maxBatch)
@@ -297,6 +308,14 @@ func (s *Session) Ack(seq uint64) error {
 		if err != nil {
 			return err
 		}
+		s.mu.Lock()
+		i := 0
+		for i < len(s.tail) && s.tail[i].seq <= seq {
+			i++
+		}
+		clear(s.tail[:i])
+		s.tail = s.tail[i:]
+		s.mu.Unlock()
 		if !ok {
 			return Errorf(CodeBadRequest, "ack of seq %d, which was never sent", seq)
 		}
@@ -326,6 +345,71 @@ func (s *Session) lastLocked() uint64 {
 		return s.storeLast
 	}
 	return s.mb.last
+}
+
+// takeTail hands out the messages after seq after without asking the
+// store, when it can: none when this node has heard of none after it (a
+// message another node stores wakes the session when it is heard of), or
+// those in the tail when it holds every one this node has heard of. It
+// marks them written in the store only every so often, often enough that
+// the store's bound drops what was written rather than take the session for
+// a slow consumer (see Store.Push).
+func (s *Session) takeTail(after uint64, direct [][]byte) ([][]byte, uint64, bool) {
+	s.mu.Lock()
+	if after >= s.storeLast {
+		s.mu.Unlock()
+		return direct, after, true
+	}
+	n := len(s.tail)
+	if n == 0 || s.tail[0].seq > after+1 || s.tail[n-1].seq != s.storeLast {
+		s.mu.Unlock()
+		return nil, after, false
+	}
+	es := s.tail[after+1-s.tail[0].seq:]
+	es = es[:min(len(es), maxBatch)]
+	frames := direct
+	for _, e := range es {
+		frames = append(frames, e.data)
+	}
+	last := es[len(es)-1].seq
+	mark := last-s.marked >= uint64(max(s.b.opts.MailboxMessages/4, 1))
+	if mark {
+		s.marked = last
+	}
+	s.mu.Unlock()
+	if mark {
+		// Take marks what it returns written: one frame, for the mark.
+		ctx, cancel := context.WithTimeout(context.Background(), storeOp)
+		if _, _, err := s.store.Take(ctx, s.id, last-1, 1); err != nil {
+			s.logger().Warn("marking messages written in the store", "error", err)
+		}
+		cancel()
+	}
+	return frames, last, true
+}
+
+// heardStored notes that the store gave seq to f, stored by this node for
+// the session, keeping a copy in the tail, and wakes its connection.
+func (s *Session) heardStored(seq uint64, f frame) {
+	s.mu.Lock()
+	keep := true
+	switch n := len(s.tail); {
+	case n > 0 && seq == s.tail[n-1].seq+1:
+	case n == 0 || seq > s.tail[n-1].seq+1:
+		clear(s.tail)
+		s.tail = s.tail[:0] // a gap: messages stored by other nodes
+	default:
+		keep = false // older than the tail's last: heard of already
+	}
+	if keep {
+		s.tail = append(s.tail, entry{seq: seq, typ: f.typ, data: f.withSeq(seq)})
+		if over := len(s.tail) - s.b.opts.MailboxMessages; over > 0 {
+			clear(s.tail[:over])
+			s.tail = s.tail[over:]
+		}
+	}
+	s.mu.Unlock()
+	s.heard(seq)
 }
 
 // heard notes that the store gave seq to a message for the session, and
@@ -401,7 +485,7 @@ func (s *Session) enqueueStored(f frame, max int) error {
 		s.logger().Error("storing a message", "error", err)
 		return err
 	}
-	s.heard(seq)
+	s.heardStored(seq, f)
 	if slow {
 		go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d waited", max), ReasonTimeout)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,5 +98,110 @@ func TestSessionOutlivesItsNode(t *testing.T) {
 		if strings.Contains(string(f), "peer-left") {
 			t.Fatalf("alice saw %s", f)
 		}
+	}
+}
+
+// countingStore counts the Take calls of a MemoryStore.
+type countingStore struct {
+	broker.MemoryStore
+	takes atomic.Int64
+}
+
+func (s *countingStore) Take(ctx context.Context, id string, after uint64, n int) ([][]byte, uint64, error) {
+	s.takes.Add(1)
+	return s.MemoryStore.Take(ctx, id, after, n)
+}
+
+// TestStoredMessagesHandedOverLocally: with a Store, what a node stored for
+// a session it serves itself is handed out without reading it back from
+// the store, in order and without gaps, also when another node's messages
+// come between; a reader that does not acknowledge is not taken for a slow
+// consumer as long as it reads.
+func TestStoredMessagesHandedOverLocally(t *testing.T) {
+	bp, st := &broker.MemoryBackplane{}, &countingStore{}
+	const bound = 16
+	node := func(id string) *broker.Broker {
+		b := broker.New(broker.Options{NodeID: id, Backplane: bp, Store: st, Logger: quietLogger(), Rate: -1, MailboxMessages: bound})
+		t.Cleanup(func() { b.Close(broker.ReasonKicked) })
+		return b
+	}
+	n1, n2 := node("n1"), node("n2")
+	ctx := context.Background()
+	join := func(n *broker.Broker, peer string) *broker.Joined {
+		j, err := n.Join(ctx, broker.JoinRequest{Room: "r", Peer: peer, Transport: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	bob, alice, carol := join(n1, "bob"), join(n1, "alice"), join(n2, "carol")
+	time.Sleep(20 * time.Millisecond)
+	att := bob.Session.Attach()
+	after := bob.After
+	next, total := 0, 0 // the next candidate bob should read; candidates sent
+	read := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			frames, last, err := att.Take(after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(frames) == 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("bob read up to c%d, then nothing", next-1)
+				}
+				if next == total {
+					return
+				}
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			for _, f := range frames {
+				if strings.Contains(string(f), `"candidate":"c`) {
+					want := fmt.Sprintf(`"c%d"`, next)
+					if !strings.Contains(string(f), want) {
+						t.Fatalf("bob wanted %s, read %s", want, f)
+					}
+					next++
+				}
+			}
+			after = last
+		}
+	}
+	send := func(from *broker.Joined, n int) {
+		t.Helper()
+		for range n {
+			env := fmt.Sprintf(`{"type":"candidate","to":"bob","payload":{"candidate":"c%d"}}`, total)
+			if err := from.Session.HandleRaw(ctx, []byte(env)); err != nil {
+				t.Fatal(err)
+			}
+			total++
+		}
+	}
+	read() // presence
+	st.takes.Store(0)
+	// Far past the bound, never acknowledged, from this node, each read as
+	// it comes: read without the store, bar a written mark every quarter
+	// of the bound.
+	for range 10 * bound {
+		send(alice, 1)
+		read()
+	}
+	if bob.Session.Closed() {
+		t.Fatal("a reader that does not acknowledge was ended")
+	}
+	if n := st.takes.Load(); n > 10*bound/(bound/4)+2 {
+		t.Fatalf("%d store reads for %d messages", n, 10*bound)
+	}
+	// Messages from the other node come between: the store fills the gaps.
+	for range 3 {
+		send(alice, 2)
+		send(carol, 3)
+		send(alice, 2)
+		read()
+	}
+	if next != 10*bound+21 {
+		t.Fatalf("bob read %d candidates", next)
 	}
 }

@@ -41,8 +41,8 @@ type Event struct {
 	To      string          `json:"to,omitempty"`
 	Meta    json.RawMessage `json:"meta,omitempty"`
 	Reason  string          `json:"reason,omitempty"`
-	Type    string          `json:"type,omitempty"`    // relay: the envelope's type
-	Body    []byte          `json:"body,omitempty"`    // relay: the envelope, encoded without seq
+	Type    string          `json:"type,omitempty"`    // relay, wake: the envelope's type
+	Body    []byte          `json:"body,omitempty"`    // relay, wake: the envelope, encoded without seq
 	Session string          `json:"session,omitempty"` // wake, moved, slow: the session concerned
 	Seq     uint64          `json:"seq,omitempty"`     // wake: the seq the message got
 }

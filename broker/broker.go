@@ -591,7 +591,8 @@ func (b *Broker) deliverRemote(ctx context.Context, room, from string, m Member,
 	if slow {
 		kind = EventSlow
 	}
-	return b.bp.Publish(ctx, Event{Kind: kind, Node: b.opts.NodeID, Room: room, To: m.Peer, Session: m.Session, Seq: seq})
+	// The wake carries the message, so that its node need not read it back.
+	return b.bp.Publish(ctx, Event{Kind: kind, Node: b.opts.NodeID, Room: room, To: m.Peer, Session: m.Session, Seq: seq, Type: f.typ, Body: f.body})
 }
 
 // hold keeps f for peer to, who is not in room r, for the offline hold.
@@ -703,7 +704,11 @@ func (b *Broker) remote(ev Event) {
 		}
 	case EventWake:
 		if s := r.peers[ev.To]; s != nil && s.id == ev.Session {
-			s.heard(ev.Seq)
+			if ev.Body != nil {
+				s.heardFrame(ev.Seq, frame{typ: ev.Type, body: ev.Body})
+			} else {
+				s.heard(ev.Seq)
+			}
 		}
 	case EventSlow:
 		if s := r.peers[ev.To]; s != nil && s.id == ev.Session {

@@ -47,9 +47,10 @@ type Session struct {
 
 	// In a cluster with a Store, the store is the mailbox (mb is unused) and
 	// storeLast is the last seq this node has heard of. tail is a copy of
-	// the latest messages this node stored itself, contiguous seqs, which
-	// Take hands out without asking the store when they are all it needs;
-	// marked is the last seq this node has marked written in the store.
+	// the latest messages stored for the session (by this node, or told of
+	// with their wake by another), contiguous seqs, which Take hands out
+	// without asking the store when they are all it needs; marked is the
+	// last seq this node has marked written in the store.
 	store     Store
 	storeLast uint64
 	tail      []entry
@@ -388,9 +389,9 @@ func (s *Session) takeTail(after uint64, direct [][]byte) ([][]byte, uint64, boo
 	return frames, last, true
 }
 
-// heardStored notes that the store gave seq to f, stored by this node for
-// the session, keeping a copy in the tail, and wakes its connection.
-func (s *Session) heardStored(seq uint64, f frame) {
+// heardFrame notes that the store gave seq to f, keeping a copy in the
+// tail, and wakes the session's connection.
+func (s *Session) heardFrame(seq uint64, f frame) {
 	s.mu.Lock()
 	keep := true
 	switch n := len(s.tail); {
@@ -485,7 +486,7 @@ func (s *Session) enqueueStored(f frame, max int) error {
 		s.logger().Error("storing a message", "error", err)
 		return err
 	}
-	s.heardStored(seq, f)
+	s.heardFrame(seq, f)
 	if slow {
 		go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d waited", max), ReasonTimeout)
 	}

@@ -38,31 +38,12 @@ func (r *run) latency(ctx context.Context) (*Result, error) {
 	for _, pr := range pairs {
 		receivers.Go(func() { r.drain(pr.a) })
 		receivers.Go(func() {
-			var want int64
-			for {
-				m, err := pr.b.Recv()
-				if err != nil {
-					r.failErr("recv", err)
-					return
-				}
-				if m.Type == TypeError {
-					r.serverError(m)
-					continue
-				}
-				n, err := parseNumbered(m.Payload)
-				if err != nil {
-					r.fail("payload")
-					continue
-				}
-				if n.N != want {
-					r.fail("order")
-				}
-				want = n.N + 1
+			r.receiveNumbered(pr.b, nil, func(_ Message, n numbered) {
 				if inWindow(n.T) {
 					hist.record(time.Duration(time.Since(base).Nanoseconds() - n.T))
 					got.Add(1)
 				}
-			}
+			})
 		})
 	}
 	measured, completed := w.wait(ctx)

@@ -28,35 +28,18 @@ func (r *run) relay(ctx context.Context) (*Result, error) {
 		wg.Go(func() { r.relaySend(sendCtx, p, credits) })
 		wg.Go(func() { r.drain(p.a) })
 		wg.Go(func() {
-			var want int64
-			for {
-				m, err := p.b.Recv()
-				if err != nil {
-					r.failErr("recv", err)
-					return
-				}
-				if m.Type == TypeError {
-					r.serverError(m)
-					continue
-				}
+			arrived := func() { // the sender may send another
 				select {
 				case <-credits:
 				default:
 				}
-				n, err := parseNumbered(m.Payload)
-				if err != nil {
-					r.fail("payload")
-					continue
-				}
-				if n.N != want {
-					r.fail("order")
-				}
-				want = n.N + 1
+			}
+			r.receiveNumbered(p.b, arrived, func(m Message, _ numbered) {
 				if w.contains(time.Now()) {
 					msgs.Add(1)
 					bytes.Add(int64(len(m.Payload)))
 				}
-			}
+			})
 		})
 	}
 	measured, _ := w.wait(ctx)
@@ -116,5 +99,38 @@ func (r *run) relaySend(ctx context.Context, p *pair, credits chan struct{}) {
 			r.failErr("send", err)
 			return
 		}
+	}
+}
+
+// receiveNumbered receives c's numbered messages until c ends, checking
+// that they come in order, and calls got with each. Errors the server
+// reports and payloads that are not numbered are counted, not passed on;
+// arrived, if not nil, is called for every message from the peer, numbered
+// or not.
+func (r *run) receiveNumbered(c Conn, arrived func(), got func(m Message, n numbered)) {
+	var want int64
+	for {
+		m, err := c.Recv()
+		if err != nil {
+			r.failErr("recv", err)
+			return
+		}
+		if m.Type == TypeError {
+			r.serverError(m)
+			continue
+		}
+		if arrived != nil {
+			arrived()
+		}
+		n, err := parseNumbered(m.Payload)
+		if err != nil {
+			r.fail("payload")
+			continue
+		}
+		if n.N != want {
+			r.fail("order")
+		}
+		want = n.N + 1
+		got(m, n)
 	}
 }

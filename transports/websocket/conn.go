@@ -94,7 +94,7 @@ func (c *conn) serve() {
 	defer func() {
 		if p := recover(); p != nil {
 			c.t.log.Error("websocket connection panicked", "panic", p)
-			c.closeWith(closeProtocolError, "internal error")
+			c.closeWith(closeInternal, "internal error")
 		}
 	}()
 	c.max = c.t.b.Options().MaxEnvelope
@@ -218,7 +218,7 @@ func (c *conn) wake(p *poller) {
 // runs on a goroutine of its own each time the socket becomes readable
 // (rstate is reading).
 func (c *conn) readable(p *poller) {
-	defer c.recoverRead()
+	defer c.recoverPanic()
 	for {
 		if err := c.readAvailable(); !errors.Is(err, errWouldBlock) {
 			c.readEnded(err)
@@ -227,7 +227,7 @@ func (c *conn) readable(p *poller) {
 		if c.pollID == 0 {
 			if err := p.register(c); err != nil {
 				c.sess.Logger().Warn("websocket: cannot wait for the socket", "error", err)
-				c.closeWith(closeGoingAway, "internal error")
+				c.closeWith(closeInternal, "internal error")
 				return
 			}
 		}
@@ -262,7 +262,7 @@ func (c *conn) readAvailable() error {
 
 // readLoop reads for the life of the connection, where there is no poller.
 func (c *conn) readLoop() {
-	defer c.recoverRead()
+	defer c.recoverPanic()
 	buf := make([]byte, 4<<10)
 	have := copy(buf, c.partial)
 	if len(c.partial) > len(buf) {
@@ -273,10 +273,12 @@ func (c *conn) readLoop() {
 	c.readEnded(err)
 }
 
-func (c *conn) recoverRead() {
+// recoverPanic, deferred by a joined connection's reads and flushes, turns
+// a panic into the end of that connection alone, with 1011.
+func (c *conn) recoverPanic() {
 	if p := recover(); p != nil {
 		c.sess.Logger().Error("websocket connection panicked", "panic", p)
-		c.closeWith(closeProtocolError, "internal error")
+		c.closeWith(closeInternal, "internal error")
 	}
 }
 
@@ -655,6 +657,7 @@ func (c *conn) kick() {
 // flush writes whatever the session has pending, then asks to be kicked
 // when there is more, and ends. A failed write ends the connection.
 func (c *conn) flush() {
+	defer c.recoverPanic()
 	for {
 		frames, last, err := c.att.Take(c.after)
 		if errors.Is(err, broker.ErrSuperseded) {

@@ -25,6 +25,7 @@ const (
 	closeNoStatus        = 1005 // received only: a close frame without a code
 	closePolicyViolation = 1008
 	closeTooBig          = 1009
+	closeInternal        = 1011
 	closeSuperseded      = 4001
 )
 

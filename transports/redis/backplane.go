@@ -97,6 +97,7 @@ type BackplaneOptions struct {
 type Backplane struct {
 	opts    BackplaneOptions
 	client  redis.UniversalClient
+	events  *pipeQueue // event publishes from many connections share round trips
 	own     bool
 	cluster bool
 	keys    keys
@@ -170,6 +171,7 @@ func NewBackplane(opts BackplaneOptions) (*Backplane, error) {
 		bp.client, bp.own = c, true
 	}
 	bp.cluster = isCluster(bp.client)
+	bp.events = &pipeQueue{client: bp.client}
 	return bp, nil
 }
 
@@ -392,7 +394,7 @@ func (bp *Backplane) Publish(ctx context.Context, ev broker.Event) error {
 		if err != nil {
 			return err
 		}
-		if err := bp.client.Publish(ctx, bp.keys.events(), data).Err(); err != nil {
+		if err := bp.events.publish(ctx, bp.keys.events(), data); err != nil {
 			return fmt.Errorf("redistransport: publishing a %s event: %w", ev.Kind, err)
 		}
 		return nil

@@ -26,6 +26,7 @@ import (
 type Store struct {
 	client redis.UniversalClient
 	prefix string
+	pushes *pipeQueue // pushes from many connections at once share round trips
 }
 
 var _ broker.Store = (*Store)(nil)
@@ -36,7 +37,7 @@ func NewStore(client redis.UniversalClient, prefix string) *Store {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return &Store{client: client, prefix: prefix}
+	return &Store{client: client, prefix: prefix, pushes: &pipeQueue{client: client}}
 }
 
 func (s *Store) keys(id string) []string {
@@ -141,7 +142,7 @@ const storeKeyTTL = 10 * time.Minute
 
 // Push implements broker.Store.
 func (s *Store) Push(ctx context.Context, id, _ string, body []byte, max int) (uint64, bool, error) {
-	res, err := pushScript.Run(ctx, s.client, s.keys(id), body, max, storeKeyTTL.Milliseconds()).Result()
+	res, err := s.pushes.eval(ctx, pushScript, s.keys(id), body, max, storeKeyTTL.Milliseconds())
 	if err != nil {
 		return 0, false, fmt.Errorf("redistransport: push: %w", err)
 	}

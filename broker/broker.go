@@ -587,6 +587,14 @@ func (b *Broker) deliverRemote(ctx context.Context, room, from string, m Member,
 	if err != nil {
 		return err
 	}
+	// The session may have moved to this node since m was read: its wake
+	// goes to the other nodes only.
+	b.mu.RLock()
+	local := b.sessions[m.Session]
+	b.mu.RUnlock()
+	if local != nil && !slow {
+		local.heardFrame(seq, f)
+	}
 	kind := EventWake
 	if slow {
 		kind = EventSlow
@@ -810,6 +818,11 @@ func (b *Broker) adopt(id string) (*Session, error) {
 	b.sessions[id] = s
 	b.count++
 	b.mu.Unlock()
+	// A message stored for the session while it was being taken over was
+	// told of to its old node; from now on deliverRemote tells this one.
+	if last, _, err := st.Seqs(ctx, id); err == nil {
+		s.heard(last)
+	}
 	_ = b.bp.Publish(ctx, Event{Kind: EventMoved, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Session: id})
 	if wasGone {
 		for _, other := range r.peers {

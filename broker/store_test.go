@@ -232,3 +232,78 @@ func TestStoredMessagesHandedOverLocally(t *testing.T) {
 		t.Fatalf("bob read %d candidates", next)
 	}
 }
+
+// gatedStore holds Push for one session until its gate is opened.
+type gatedStore struct {
+	broker.MemoryStore
+	session atomic.Value // string
+	gate    chan struct{}
+	entered chan struct{}
+}
+
+func (s *gatedStore) Push(ctx context.Context, id, typ string, body []byte, max int) (uint64, bool, error) {
+	if v, _ := s.session.Load().(string); v == id {
+		s.entered <- struct{}{}
+		<-s.gate
+	}
+	return s.MemoryStore.Push(ctx, id, typ, body, max)
+}
+
+// TestMessageStoredWhileTakenOver: a message for a session on another node
+// is stored just as this node takes the session over; the wake goes to the
+// old node, yet the session here gets the message.
+func TestMessageStoredWhileTakenOver(t *testing.T) {
+	bp := &broker.MemoryBackplane{}
+	st := &gatedStore{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	node := func(id string) *broker.Broker {
+		b := broker.New(broker.Options{NodeID: id, Backplane: bp, Store: st, Logger: quietLogger(), Rate: -1})
+		t.Cleanup(func() { b.Close(broker.ReasonKicked) })
+		return b
+	}
+	n1, n2 := node("n1"), node("n2")
+	ctx := context.Background()
+	alice, err := n1.Join(ctx, broker.JoinRequest{Room: "r", Peer: "alice", Transport: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := n2.Join(ctx, broker.JoinRequest{Room: "r", Peer: "bob", Transport: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	last := bob.Session.LastSeq()
+	st.session.Store(bob.Session.ID())
+	sent := make(chan error, 1)
+	go func() {
+		sent <- alice.Session.HandleRaw(ctx, []byte(`{"type":"message","to":"bob","payload":"in between"}`))
+	}()
+	<-st.entered // alice's message is on its way into the store
+	n2.Close(broker.ReasonKicked)
+	resumed, err := n1.Join(ctx, broker.JoinRequest{Room: "r", Peer: "bob", Transport: "test",
+		Resume: &broker.Resume{Session: bob.Session.ID(), LastSeq: last}})
+	if err != nil || !resumed.Resumed {
+		t.Fatalf("resume on n1: %+v, %v", resumed, err)
+	}
+	st.session.Store("")
+	close(st.gate)
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	att := resumed.Session.Attach()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		frames, _, err := att.Take(last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range frames {
+			if strings.Contains(string(f), `"in between"`) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob never got the message stored while n1 took it over (got %q)", frames)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -89,3 +89,22 @@ func BenchmarkRoute(b *testing.B) {
 		_ = bob.s.Ack(after)
 	}
 }
+
+// BenchmarkSplitArray splits a long-poll batch of 32 candidates.
+func BenchmarkSplitArray(b *testing.B) {
+	batch := []byte{'['}
+	for i := range 32 {
+		if i > 0 {
+			batch = append(batch, ',')
+		}
+		batch = append(batch, benchCandidate...)
+	}
+	batch = append(batch, ']')
+	b.ReportAllocs()
+	b.SetBytes(int64(len(batch)))
+	for b.Loop() {
+		if items, err := SplitArray(batch); err != nil || len(items) != 32 {
+			b.Fatal(len(items), err)
+		}
+	}
+}

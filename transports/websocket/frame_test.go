@@ -3,6 +3,7 @@ package wstransport
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"testing"
 )
 
@@ -110,5 +111,27 @@ func TestCloseCode(t *testing.T) {
 	}
 	if p := closePayload(1000, string(bytes.Repeat([]byte{'x'}, 200))); len(p) != maxControlPayload {
 		t.Errorf("close payload is %d bytes", len(p))
+	}
+}
+
+// BenchmarkFrame parses and unmasks one client frame of a candidate's size
+// and one of an offer's, as the reader does for each frame it gets.
+func BenchmarkFrame(b *testing.B) {
+	for _, size := range []int{200, 1500} {
+		payload := bytes.Repeat([]byte{'x'}, size)
+		f := clientFrame(true, opText, [4]byte{1, 2, 3, 4}, payload)
+		buf := make([]byte, len(f))
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				copy(buf, f)
+				h, ok, err := parseHeader(buf, 1<<20)
+				if !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+				unmask(buf[h.size:h.size+h.length], h.key)
+			}
+		})
 	}
 }

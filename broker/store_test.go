@@ -11,26 +11,34 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 )
 
+// clusterNode starts a broker that shares bp and st with the other nodes of
+// the test, and closes it at the end.
+func clusterNode(t *testing.T, id string, bp broker.Backplane, st broker.Store, opts broker.Options) *broker.Broker {
+	t.Helper()
+	opts.NodeID, opts.Backplane, opts.Store, opts.Logger, opts.Rate = id, bp, st, quietLogger(), -1
+	b := broker.New(opts)
+	t.Cleanup(func() { b.Close(broker.ReasonKicked) })
+	return b
+}
+
+// joinOn joins peer to room "r" on node b.
+func joinOn(t *testing.T, b *broker.Broker, peer string) *broker.Joined {
+	t.Helper()
+	j, err := b.Join(context.Background(), broker.JoinRequest{Room: "r", Peer: peer, Transport: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
 // TestSessionOutlivesItsNode: with a Store, a session whose node dies
 // resumes on another node and gets exactly what it missed, including what
 // was sent to it after its node died; its peers saw no peer-left.
 func TestSessionOutlivesItsNode(t *testing.T) {
 	bp, st := &broker.MemoryBackplane{}, &broker.MemoryStore{}
-	node := func(id string) *broker.Broker {
-		b := broker.New(broker.Options{NodeID: id, Backplane: bp, Store: st, Logger: quietLogger(), Rate: -1})
-		t.Cleanup(func() { b.Close(broker.ReasonKicked) })
-		return b
-	}
-	n1, n2 := node("n1"), node("n2")
+	n1, n2 := clusterNode(t, "n1", bp, st, broker.Options{}), clusterNode(t, "n2", bp, st, broker.Options{})
 	ctx := context.Background()
-	bob, err := n1.Join(ctx, broker.JoinRequest{Room: "r", Peer: "bob", Transport: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice, err := n2.Join(ctx, broker.JoinRequest{Room: "r", Peer: "alice", Transport: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	bob, alice := joinOn(t, n1, "bob"), joinOn(t, n2, "alice")
 	time.Sleep(20 * time.Millisecond)
 	att := bob.Session.Attach()
 	send := func(i int) {
@@ -134,21 +142,10 @@ func (b *thinBackplane) Publish(ctx context.Context, ev broker.Event) error {
 func TestStoredMessagesHandedOverLocally(t *testing.T) {
 	bp, st := &thinBackplane{MemoryBackplane: &broker.MemoryBackplane{}}, &countingStore{}
 	const bound = 16
-	node := func(id string) *broker.Broker {
-		b := broker.New(broker.Options{NodeID: id, Backplane: bp, Store: st, Logger: quietLogger(), Rate: -1, MailboxMessages: bound})
-		t.Cleanup(func() { b.Close(broker.ReasonKicked) })
-		return b
-	}
-	n1, n2 := node("n1"), node("n2")
+	opts := broker.Options{MailboxMessages: bound}
+	n1, n2 := clusterNode(t, "n1", bp, st, opts), clusterNode(t, "n2", bp, st, opts)
 	ctx := context.Background()
-	join := func(n *broker.Broker, peer string) *broker.Joined {
-		j, err := n.Join(ctx, broker.JoinRequest{Room: "r", Peer: peer, Transport: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return j
-	}
-	bob, alice, carol := join(n1, "bob"), join(n1, "alice"), join(n2, "carol")
+	bob, alice, carol := joinOn(t, n1, "bob"), joinOn(t, n1, "alice"), joinOn(t, n2, "carol")
 	time.Sleep(20 * time.Millisecond)
 	att := bob.Session.Attach()
 	after := bob.After
@@ -255,21 +252,9 @@ func (s *gatedStore) Push(ctx context.Context, id, typ string, body []byte, max 
 func TestMessageStoredWhileTakenOver(t *testing.T) {
 	bp := &broker.MemoryBackplane{}
 	st := &gatedStore{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
-	node := func(id string) *broker.Broker {
-		b := broker.New(broker.Options{NodeID: id, Backplane: bp, Store: st, Logger: quietLogger(), Rate: -1})
-		t.Cleanup(func() { b.Close(broker.ReasonKicked) })
-		return b
-	}
-	n1, n2 := node("n1"), node("n2")
+	n1, n2 := clusterNode(t, "n1", bp, st, broker.Options{}), clusterNode(t, "n2", bp, st, broker.Options{})
 	ctx := context.Background()
-	alice, err := n1.Join(ctx, broker.JoinRequest{Room: "r", Peer: "alice", Transport: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob, err := n2.Join(ctx, broker.JoinRequest{Room: "r", Peer: "bob", Transport: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	alice, bob := joinOn(t, n1, "alice"), joinOn(t, n2, "bob")
 	time.Sleep(20 * time.Millisecond)
 	last := bob.Session.LastSeq()
 	st.session.Store(bob.Session.ID())

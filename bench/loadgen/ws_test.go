@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -115,15 +116,24 @@ func (p *wsPeer) readFrame() (clientFrame, error) {
 	switch n {
 	case 126:
 		var e [2]byte
-		io.ReadFull(p.br, e[:])
+		if _, err := io.ReadFull(p.br, e[:]); err != nil {
+			return clientFrame{}, err
+		}
 		n = uint64(binary.BigEndian.Uint16(e[:]))
 	case 127:
 		var e [8]byte
-		io.ReadFull(p.br, e[:])
+		if _, err := io.ReadFull(p.br, e[:]); err != nil {
+			return clientFrame{}, err
+		}
 		n = binary.BigEndian.Uint64(e[:])
 	}
+	if n > 1<<24 {
+		return clientFrame{}, fmt.Errorf("a frame of %d bytes", n)
+	}
 	if f.masked {
-		io.ReadFull(p.br, f.key[:])
+		if _, err := io.ReadFull(p.br, f.key[:]); err != nil {
+			return clientFrame{}, err
+		}
 	}
 	f.payload = make([]byte, n)
 	if _, err := io.ReadFull(p.br, f.payload); err != nil {
@@ -461,7 +471,7 @@ func TestWSReaderGrows(t *testing.T) {
 	const n = 200
 	u := wsTestServer(t, func(p *wsPeer) {
 		p.accept(serverFrame(true, opText, []byte("small")))
-		p.br.ReadByte() // the client's go-ahead
+		p.readFrame() // the client's go-ahead
 		p.write(bytes.Repeat(frame, n))
 		p.readFrame()
 	})

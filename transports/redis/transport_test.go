@@ -229,6 +229,10 @@ func TestBrokerChosenPeerID(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		a.Send(fmt.Sprintf(`{"type":"message","payload":%d}`, i))
 	}
+	// Handled in order: once the pong is back, the broadcasts have gone,
+	// before the next peer joins.
+	a.Send(`{"type":"ping"}`)
+	a.Expect(broker.TypePong)
 	x, w := brokertest.Join(t, d, "r", "")
 	if !strings.HasPrefix(w.Peer, "peer-") {
 		t.Fatalf("welcome: %+v", w)

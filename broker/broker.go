@@ -160,6 +160,16 @@ func (b *Broker) Session(id string) (*Session, bool) {
 	return s, true
 }
 
+// LocalSession finds a session by its secret among those this node serves,
+// live or ended lately, and never takes one over: for a transport that must
+// tell whether this node or another carries a session.
+func (b *Broker) LocalSession(id string) (*Session, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	s, ok := b.sessions[id]
+	return s, ok
+}
+
 // Join admits a peer to a room, or resumes its session. Refusals are *Error
 // values with the protocol's codes.
 func (b *Broker) Join(ctx context.Context, req JoinRequest) (*Joined, error) {

@@ -309,7 +309,9 @@ func (t *Transport) receive(msg *redis.Message) {
 
 // unknownSession handles an envelope whose session this transport does not carry.
 func (t *Transport) unknownSession(in inbound) {
-	if s, ok := t.b.Session(in.session); ok && (s.Closed() || s.Transport() != Name) {
+	// Only a session of this node's: looking one up on another would take
+	// it over, from the node whose copy of this message carries it.
+	if s, ok := t.b.LocalSession(in.session); ok && (s.Closed() || s.Transport() != Name) {
 		// The sender holds the secret of a session that ended, or that now
 		// runs over another transport: it proved who it is, so it is told.
 		e := broker.Errorf(broker.CodeSessionExpired, "this session is not open over Redis: resume it with a join, or start a new one")

@@ -429,3 +429,36 @@ func TestSharedInputChannel(t *testing.T) {
 		t.Fatalf("got %s", env.Raw)
 	}
 }
+
+// TestSharedInboxTakesNothingOver: two nodes read Prefix:in; a Redis peer's
+// envelopes reach both, and the node that does not carry its session
+// leaves it alone (looking it up would take it over from the other).
+func TestSharedInboxTakesNothingOver(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := newPrefix()
+	client := srv.Client(t)
+	st := redistransport.NewStore(client, prefix)
+	nodes := make([]*node, 2)
+	for i := range nodes {
+		bp := newBackplane(t, srv, prefix, 0)
+		nodes[i] = startNode(t, srv, broker.Options{NodeID: fmt.Sprint("n", i), Backplane: bp, Store: st, Rate: -1},
+			redistransport.Options{Prefix: prefix})
+	}
+	d := redistest.Dial(client, prefix)
+	p, w := brokertest.Join(t, d, "r", "svc")
+	for i := range 30 {
+		p.Send(fmt.Sprintf(`{"type":"ping","payload":%d}`, i))
+		if env := p.Expect(broker.TypePong); string(env.Payload) != fmt.Sprint(i) {
+			t.Fatalf("pong %d: %s", i, env.Raw)
+		}
+	}
+	carriers := 0
+	for _, n := range nodes {
+		if s, ok := n.b.LocalSession(w.Session); ok && !s.Closed() && s.Transport() == redistransport.Name {
+			carriers++
+		}
+	}
+	if carriers != 1 {
+		t.Fatalf("%d nodes carry the session", carriers)
+	}
+}

@@ -394,7 +394,10 @@ func (t *Transport) admit(ctx context.Context, data []byte, in inbound) (*broker
 // any other join by the node that first sets its key.
 func (t *Transport) arbitrate(ctx context.Context, data []byte, in inbound) error {
 	if in.resume != nil {
-		if _, ok := t.b.Session(in.resume.Session); ok {
+		// The node that carries the session answers. Only this node's own
+		// sessions are looked at: looking one up on another node would take
+		// it over from the node that answers.
+		if _, ok := t.b.LocalSession(in.resume.Session); ok {
 			return nil
 		}
 		if bp := t.b.Options().Backplane; bp != nil {

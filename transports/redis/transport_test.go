@@ -431,8 +431,9 @@ func TestSharedInputChannel(t *testing.T) {
 }
 
 // TestSharedInboxTakesNothingOver: two nodes read Prefix:in; a Redis peer's
-// envelopes reach both, and the node that does not carry its session
-// leaves it alone (looking it up would take it over from the other).
+// envelopes, and its resumes, reach both, and the node that does not carry
+// its session leaves it alone (looking it up would take it over from the
+// other).
 func TestSharedInboxTakesNothingOver(t *testing.T) {
 	srv := redistest.Start(t)
 	prefix := newPrefix()
@@ -452,13 +453,34 @@ func TestSharedInboxTakesNothingOver(t *testing.T) {
 			t.Fatalf("pong %d: %s", i, env.Raw)
 		}
 	}
-	carriers := 0
-	for _, n := range nodes {
-		if s, ok := n.b.LocalSession(w.Session); ok && !s.Closed() && s.Transport() == redistransport.Name {
-			carriers++
+	carriers := func() int {
+		n := 0
+		for _, nd := range nodes {
+			if s, ok := nd.b.LocalSession(w.Session); ok && !s.Closed() && s.Transport() == redistransport.Name {
+				n++
+			}
 		}
+		return n
 	}
-	if carriers != 1 {
-		t.Fatalf("%d nodes carry the session", carriers)
+	if n := carriers(); n != 1 {
+		t.Fatalf("%d nodes carry the session", n)
+	}
+	// The peer resumes (its subscription was restored, say): the node that
+	// carries the session answers, and only it.
+	for round := range 5 {
+		p2, w2 := brokertest.Join(t, d, "r", "svc", "resume", fmt.Sprintf(`{"session":%q,"last_seq":%d}`, w.Session, p.Last))
+		if !w2.Resumed {
+			t.Fatalf("round %d: not resumed: %+v", round, w2)
+		}
+		for i := range 10 {
+			p2.Send(fmt.Sprintf(`{"type":"ping","payload":%d}`, i))
+			if env := p2.Expect(broker.TypePong); string(env.Payload) != fmt.Sprint(i) {
+				t.Fatalf("round %d, pong %d: %s", round, i, env.Raw)
+			}
+		}
+		if n := carriers(); n != 1 {
+			t.Fatalf("round %d: %d nodes carry the session", round, n)
+		}
+		p = p2
 	}
 }

@@ -282,37 +282,6 @@ func (c *conn) recoverPanic() {
 	}
 }
 
-// readNow reads what the socket holds without waiting. It returns
-// errWouldBlock, with the bytes read if any, once the socket has no more:
-// when it held nothing, or less than p had room for.
-func (c *conn) readNow(p []byte) (int, error) {
-	var n int
-	var errno error
-	err := c.raw.Read(func(fd uintptr) bool {
-		for {
-			n, errno = syscall.Read(int(fd), p)
-			if errno != syscall.EINTR {
-				return true
-			}
-		}
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case errno == syscall.EAGAIN:
-		return 0, errWouldBlock
-	case errno != nil:
-		return 0, errno
-	case n == 0:
-		return 0, io.EOF
-	case n < len(p):
-		// Drained, most likely: this saves a read that would find nothing.
-		// Bytes that came after it are reported by the poller.
-		return n, errWouldBlock
-	}
-	return n, nil
-}
-
 // pump reads with read into buf, which holds have bytes already, and
 // handles each whole frame, until read or a frame's handling fails. It
 // returns the buffer (grown for a frame larger than it) and the bytes of a

@@ -10,10 +10,13 @@ import (
 // poller is unavailable here: every connection keeps a reading goroutine.
 type poller struct{}
 
-func newPoller(*slog.Logger) (*poller, error) {
-	return nil, errors.New("readiness polling is implemented on Linux only")
-}
+var errNoPoller = errors.New("readiness polling is implemented on Linux only")
 
-func (*poller) arm(*conn) error { return errors.New("no poller") }
-func (*poller) remove(*conn)    {}
-func (*poller) close()          {}
+func newPoller(*slog.Logger) (*poller, error) { return nil, errNoPoller }
+
+func (*poller) register(*conn) error { return errNoPoller }
+func (*poller) remove(*conn)         {}
+func (*poller) close()               {}
+
+// readNow is never called without a poller.
+func (c *conn) readNow([]byte) (int, error) { return 0, errNoPoller }

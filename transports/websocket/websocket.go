@@ -143,7 +143,7 @@ func (t *Transport) poller() *poller {
 			t.log.Warn("websocket: no readiness poller; every connection keeps a reading goroutine", "error", err)
 			return
 		}
-		t.poll = p
+		t.poll = p // nil where there is none to be had
 	})
 	return t.poll
 }

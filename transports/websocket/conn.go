@@ -33,19 +33,18 @@ type conn struct {
 	max  int             // the broker's largest envelope
 	sess *broker.Session
 
-	after    uint64      // last seq written; owned by the flushing goroutine
-	flushing atomic.Bool // a flush runs
-	kickFn   func()      // kick, made once
-	heard    atomic.Bool // the peer was heard from since the timer last ran
-	timer    *time.Timer // pings, and drops the connection once silent too long
-	tracked  bool        // counted by the transport; set before serve starts
-	ended    atomic.Bool
+	after    uint64                 // last seq written; owned by the flushing goroutine
+	flushing atomic.Bool            // a flush runs
+	kickFn   func()                 // kick, made once
+	heard    atomic.Bool            // the peer was heard from since the timer last ran
+	timer    *time.Timer            // pings, and drops the connection once silent too long
+	tracked  bool                   // counted by the transport; set before serve starts
+	ended    atomic.Bool            // set once, under mu, by end
 	poll     atomic.Pointer[poller] // the poller it is registered with
 	rstate   atomic.Int32           // readIdle, reading or readAgain
 
-	mu   sync.Mutex // guards att and done
-	att  *broker.Attachment
-	done bool
+	mu  sync.Mutex // guards att, and orders it with ended
+	att *broker.Attachment
 
 	// Timer state, owned by the timer's function.
 	lastHeard time.Time // when the timer last found the peer heard from
@@ -113,7 +112,7 @@ func (c *conn) serve() {
 	})
 	c.mu.Lock()
 	c.att = att
-	ended := c.done
+	ended := c.ended.Load()
 	c.mu.Unlock()
 	if ended { // closed meanwhile (shut down)
 		att.Detach()
@@ -565,11 +564,10 @@ func (c *conn) closeWith(code int, text string) {
 // end closes the connection and lets its session go; the first call does.
 func (c *conn) end() {
 	c.mu.Lock()
-	if c.done {
+	if c.ended.Load() {
 		c.mu.Unlock()
 		return
 	}
-	c.done = true
 	c.ended.Store(true)
 	att := c.att
 	c.mu.Unlock()

@@ -459,6 +459,8 @@ func (s *Session) Handle(ctx context.Context, env *Envelope) error {
 	if b.opts.LogEnvelopes {
 		s.logger().Debug("envelope in", "type", env.Type, "to", env.To, "id", env.ID, "bytes", len(env.Payload))
 	}
+	s.handling.Lock()
+	defer s.handling.Unlock()
 	now := time.Now()
 	s.mu.Lock()
 	if s.closed {

@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -948,4 +950,37 @@ func TestJoinRefusesMetaThatIsNotJSON(t *testing.T) {
 			t.Errorf("meta %q: %v, want bad-request", meta, err)
 		}
 	}
+}
+
+// A connection that was cut can still be handing the broker what it read
+// while the resumed connection resends the same envelopes: each is relayed
+// once, and in the order sent, whichever connection gets there first.
+func TestRetriesFromTwoConnectionsKeepOrder(t *testing.T) {
+	const n = 2000
+	b := newBroker(t, broker.Options{Rate: -1, MailboxMessages: 2 * n, MailboxBytes: 1 << 20})
+	alice := join(t, b, "demo", "alice")
+	bob := join(t, b, "demo", "bob")
+	alice.expect(broker.TypePeerJoined)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				raw := fmt.Sprintf(`{"type":"message","id":"m%d","to":"bob","payload":%d}`, i, i)
+				if err := alice.s.HandleRaw(context.Background(), []byte(raw)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range n {
+		w := bob.expect(broker.TypeMessage)
+		if string(w.Payload) != strconv.Itoa(i) {
+			t.Fatalf("message %d is %s", i, w.Payload)
+		}
+	}
+	wg.Wait()
+	bob.quiet()
 }

@@ -32,6 +32,12 @@ type Session struct {
 	transport string
 	meta      json.RawMessage
 
+	// handling is held while one envelope the peer sent is checked against
+	// the dedup window and relayed. A cut connection may still be handing
+	// over what it read while the resumed one resends the same envelopes;
+	// one at a time, each is relayed once, in the order sent.
+	handling sync.Mutex
+
 	mu      sync.Mutex
 	mb      mailbox
 	direct  [][]byte // frames without seq (pong), not kept for resume

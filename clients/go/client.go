@@ -743,7 +743,9 @@ func (c *Client) pingDue() uint64 {
 func (c *Client) writeLoop(ctx context.Context, conn Conn, drain <-chan struct{}) error {
 	_, confirming := conn.(ConfirmingConn)
 	c.requeueUnconfirmed()
-	ticker := time.NewTicker(ackInterval)
+	// Ticking at a quarter of the interval, an ack is never more than
+	// 1.25 intervals after the last one, however the ticks fall.
+	ticker := time.NewTicker(ackInterval / 4)
 	defer ticker.Stop()
 	lastWrite := time.Now()
 	lastAck := time.Now()

@@ -402,10 +402,15 @@ func (b *Broker) dropRoomIfEmptyLocked(r *room) {
 	b.mu.Unlock()
 }
 
-// leave takes an ended session out of its room and tells the others.
+// leave takes an ended session out of its room and tells the others. The
+// peer id is free before they hear of it: whoever is told may take it at once.
 func (b *Broker) leave(s *Session, reason string) {
 	r := s.room
+	ctx := context.Background()
 	r.mu.Lock()
+	if err := b.bp.Release(ctx, r.id, Member{Peer: s.peer, Session: s.id, Node: b.opts.NodeID}); err != nil {
+		s.logger().Error("releasing peer id", "error", err)
+	}
 	if r.peers[s.peer] == s {
 		delete(r.peers, s.peer)
 		for _, other := range r.peers {
@@ -414,10 +419,6 @@ func (b *Broker) leave(s *Session, reason string) {
 	}
 	b.dropRoomIfEmptyLocked(r)
 	r.mu.Unlock()
-	ctx := context.Background()
-	if err := b.bp.Release(ctx, r.id, Member{Peer: s.peer, Session: s.id, Node: b.opts.NodeID}); err != nil {
-		s.logger().Error("releasing peer id", "error", err)
-	}
 	_ = b.bp.Publish(ctx, Event{Kind: EventLeft, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Reason: reason})
 	b.mu.Lock()
 	b.count--

@@ -454,7 +454,8 @@ func (s *Session) HandleRaw(ctx context.Context, data []byte) error {
 
 // Handle acts on one envelope that the session's peer sent: relays it, or
 // answers it. A refusal goes to the peer as an error in its stream and is
-// returned. It returns ErrSessionClosed once the session has ended.
+// returned. It returns ErrSessionClosed once the session has ended, or
+// ErrSessionMoved once another node has taken it over.
 func (s *Session) Handle(ctx context.Context, env *Envelope) error {
 	b := s.b
 	if b.opts.LogEnvelopes {
@@ -465,7 +466,11 @@ func (s *Session) Handle(ctx context.Context, env *Envelope) error {
 	now := time.Now()
 	s.mu.Lock()
 	if s.closed {
+		moved := s.moved
 		s.mu.Unlock()
+		if moved {
+			return ErrSessionMoved
+		}
 		return ErrSessionClosed
 	}
 	allowed := s.limiter.allow(now)
@@ -850,6 +855,14 @@ func (b *Broker) adopt(id string) (*Session, error) {
 	return s, nil
 }
 
+// wakeElsewhere tells the node that took s over that the store holds
+// messages for it up to seq.
+func (b *Broker) wakeElsewhere(s *Session, seq uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
+	defer cancel()
+	_ = b.bp.Publish(ctx, Event{Kind: EventWake, Node: b.opts.NodeID, Room: s.room.id, To: s.peer, Session: s.id, Seq: seq})
+}
+
 // drop forgets a session that another node took over, without telling
 // anyone it left: its connection here is closed, and the session goes on
 // there.
@@ -859,14 +872,14 @@ func (b *Broker) drop(s *Session) {
 		s.mu.Unlock()
 		return
 	}
-	s.closed = true
+	s.closed, s.moved = true, true
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
 	}
 	s.releaseConnLocked()
 	s.wakeLocked()
-	transport := s.transport
+	transport, last := s.transport, s.storeLast
 	s.mu.Unlock()
 	b.mu.Lock()
 	if b.sessions[s.id] == s {
@@ -874,6 +887,9 @@ func (b *Broker) drop(s *Session) {
 	}
 	b.count--
 	b.mu.Unlock()
+	// Until this node heard of the move, it took the session for its own
+	// and told nobody else of what it stored for it.
+	b.wakeElsewhere(s, last)
 	b.m.sessionClosed(transport)
 	s.logger().Info("session moved to another node")
 }

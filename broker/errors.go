@@ -80,6 +80,10 @@ func (c Code) HTTPStatus() int {
 var (
 	ErrSessionClosed = errors.New("broker: session closed")
 	ErrSuperseded    = errors.New("broker: connection superseded by a newer one")
-	ErrShutdown      = errors.New("broker: shutting down")
-	ErrUnknownType   = errors.New("broker: unknown transport")
+	// ErrSessionMoved is ErrSessionClosed for a session that goes on on
+	// another node, which took it over: look it up again (Broker.Session)
+	// to take it back.
+	ErrSessionMoved = fmt.Errorf("%w: another node took it over", ErrSessionClosed)
+	ErrShutdown     = errors.New("broker: shutting down")
+	ErrUnknownType  = errors.New("broker: unknown transport")
 )

@@ -44,6 +44,7 @@ type Session struct {
 	notify  chan struct{}
 	ready   func() // OnPending's callback, called once
 	closed  bool
+	moved   bool // closed because another node took the session over
 	conn    *Attachment
 	linger  time.Duration
 	timer   *time.Timer
@@ -396,8 +397,9 @@ func (s *Session) takeTail(after uint64, direct [][]byte) ([][]byte, uint64, boo
 }
 
 // heardFrame notes that the store gave seq to f, keeping a copy in the
-// tail, and wakes the session's connection.
-func (s *Session) heardFrame(seq uint64, f frame) {
+// tail, and wakes the session's connection. It reports whether another node
+// has taken the session over by then.
+func (s *Session) heardFrame(seq uint64, f frame) (moved bool) {
 	s.mu.Lock()
 	keep := true
 	switch n := len(s.tail); {
@@ -415,19 +417,25 @@ func (s *Session) heardFrame(seq uint64, f frame) {
 			s.tail = s.tail[over:]
 		}
 	}
+	s.heardLocked(seq)
+	moved = s.moved
 	s.mu.Unlock()
-	s.heard(seq)
+	return moved
 }
 
 // heard notes that the store gave seq to a message for the session, and
 // wakes its connection.
 func (s *Session) heard(seq uint64) {
 	s.mu.Lock()
+	s.heardLocked(seq)
+	s.mu.Unlock()
+}
+
+func (s *Session) heardLocked(seq uint64) {
 	if seq > s.storeLast {
 		s.storeLast = seq
 	}
 	s.wakeLocked()
-	s.mu.Unlock()
 }
 
 // Closed reports whether the session has ended.
@@ -492,7 +500,10 @@ func (s *Session) enqueueStored(f frame, max int) error {
 		s.logger().Error("storing a message", "error", err)
 		return err
 	}
-	s.heardFrame(seq, f)
+	if s.heardFrame(seq, f) {
+		// Stored after the move: the session's node must hear of it.
+		s.b.wakeElsewhere(s, seq)
+	}
 	if slow {
 		go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d waited", max), ReasonTimeout)
 	}
@@ -575,7 +586,9 @@ func (s *Session) logger() *slog.Logger {
 // The caller holds the room's lock.
 func (s *Session) tellJoined(room, peer string, meta []byte) {
 	s.mu.Lock()
-	if slices.Contains(s.known, peer) {
+	// A late event may tell of this very session, taken over from the
+	// node that admitted it.
+	if peer == s.peer || slices.Contains(s.known, peer) {
 		s.mu.Unlock()
 		return
 	}

@@ -2,8 +2,10 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -290,5 +292,114 @@ func TestMessageStoredWhileTakenOver(t *testing.T) {
 			t.Fatalf("bob never got the message stored while n1 took it over (got %q)", frames)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// slowEvents holds back the backplane's events of one kind while hold is
+// set, as a node may hear of them late.
+type slowEvents struct {
+	*broker.MemoryBackplane
+	kind broker.EventKind
+	hold atomic.Bool
+	mu   sync.Mutex
+	held []broker.Event
+}
+
+func (b *slowEvents) Publish(ctx context.Context, ev broker.Event) error {
+	if ev.Kind == b.kind && b.hold.Load() {
+		b.mu.Lock()
+		b.held = append(b.held, ev)
+		b.mu.Unlock()
+		return nil
+	}
+	return b.MemoryBackplane.Publish(ctx, ev)
+}
+
+// release publishes the events held back.
+func (b *slowEvents) release(ctx context.Context) {
+	b.hold.Store(false)
+	b.mu.Lock()
+	held := b.held
+	b.held = nil
+	b.mu.Unlock()
+	for _, ev := range held {
+		_ = b.MemoryBackplane.Publish(ctx, ev)
+	}
+}
+
+// TestMessageStoredByTheOldNode: a node that has not yet heard that
+// another took a session over stores a message for it as its own; the
+// session on the new node still gets it. The old node's copy of the
+// session then refuses envelopes with ErrSessionMoved, and looking the
+// session up again takes it back.
+func TestMessageStoredByTheOldNode(t *testing.T) {
+	bp, st := &slowEvents{MemoryBackplane: &broker.MemoryBackplane{}, kind: broker.EventMoved}, &broker.MemoryStore{}
+	n1, n2 := clusterNode(t, "n1", bp, st, broker.Options{}), clusterNode(t, "n2", bp, st, broker.Options{})
+	ctx := context.Background()
+	alice, bob := joinOn(t, n1, "alice"), joinOn(t, n1, "bob")
+	bp.hold.Store(true)
+	onN2, ok := n2.Session(bob.Session.ID())
+	if !ok || onN2 == bob.Session {
+		t.Fatal("n2 did not take bob's session over")
+	}
+	last := onN2.LastSeq()
+	att := onN2.Attach()
+	// n1 still routes to its own copy of bob's session.
+	if err := alice.Session.HandleRaw(ctx, []byte(`{"type":"message","to":"bob","payload":"late"}`)); err != nil {
+		t.Fatal(err)
+	}
+	bp.release(ctx)
+	deadline := time.Now().Add(2 * time.Second)
+	for got := false; !got; {
+		frames, _, err := att.Take(last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range frames {
+			got = got || strings.Contains(string(f), `"late"`)
+		}
+		if !got && time.Now().After(deadline) {
+			t.Fatalf("bob on n2 never got the message n1 stored (got %q)", frames)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	eventually(t, "n1 drops its copy of bob's session", bob.Session.Closed)
+	err := bob.Session.HandleRaw(ctx, []byte(`{"type":"message","to":"alice","payload":"from n1"}`))
+	if !errors.Is(err, broker.ErrSessionMoved) || !errors.Is(err, broker.ErrSessionClosed) {
+		t.Fatalf("the old copy handled an envelope: %v", err)
+	}
+	back, ok := n1.Session(bob.Session.ID())
+	if !ok || back == bob.Session {
+		t.Fatal("n1 did not take bob's session back")
+	}
+	if err := back.HandleRaw(ctx, []byte(`{"type":"message","to":"alice","payload":"from n1"}`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNoWordOfItself: a session taken over just after its join is not told
+// of its own join by the event that comes late from the node that admitted it.
+func TestNoWordOfItself(t *testing.T) {
+	bp := &slowEvents{MemoryBackplane: &broker.MemoryBackplane{}, kind: broker.EventJoined}
+	bp.hold.Store(true)
+	st := &broker.MemoryStore{}
+	n1, n2 := clusterNode(t, "n1", bp, st, broker.Options{}), clusterNode(t, "n2", bp, st, broker.Options{})
+	alice, bob := joinOn(t, n2, "alice"), joinOn(t, n1, "bob")
+	onN2, ok := n2.Session(bob.Session.ID())
+	if !ok {
+		t.Fatal("n2 did not take bob's session over")
+	}
+	last := onN2.LastSeq()
+	bp.release(context.Background())
+	// alice hears of bob once, whichever way; bob hears nothing.
+	time.Sleep(50 * time.Millisecond)
+	att := onN2.Attach()
+	if frames, _, _ := att.Take(last); len(frames) > 0 {
+		t.Fatalf("bob was told %q", frames)
+	}
+	aatt := alice.Session.Attach()
+	frames, _, _ := aatt.Take(alice.After)
+	if len(frames) != 1 || !strings.Contains(string(frames[0]), `"peer-joined"`) {
+		t.Fatalf("alice was told %q", frames)
 	}
 }

@@ -228,7 +228,17 @@ func (t *Transport) post(w http.ResponseWriter, r *http.Request) {
 	}
 	accepted := 0
 	for _, item := range items {
-		if err := s.HandleRaw(r.Context(), item); err == nil {
+		err := s.HandleRaw(r.Context(), item)
+		for tries := 0; errors.Is(err, broker.ErrSessionMoved) && tries < 3; tries++ {
+			// Another node took the session over since it was looked up
+			// (a session's requests may go to any node): take it back.
+			if s, err = t.session(r); err != nil {
+				err = broker.ErrSessionClosed // and so no more items
+				break
+			}
+			err = s.HandleRaw(r.Context(), item)
+		}
+		if err == nil {
 			accepted++
 		} else if errors.Is(err, broker.ErrSessionClosed) {
 			break

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -16,10 +14,8 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/clients/go/internal/testbroker"
 	"github.com/switchboard-rtc/switchboard/clients/go/peercmd"
-	"github.com/switchboard-rtc/switchboard/transports/httpserver"
 	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
-	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.
@@ -206,29 +202,19 @@ func TestFlags(t *testing.T) {
 func startRedisBroker(t *testing.T) (base, redisURL string) {
 	t.Helper()
 	srv := redistest.Start(t)
-	b := broker.New(broker.Options{Logger: slog.New(slog.DiscardHandler)})
 	rt, err := redistransport.New(redistransport.Options{Client: srv.Client(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws := wstransport.New(wstransport.Options{})
-	hs := httptest.NewServer(httpserver.New(b, httpserver.Options{}, ws).Handler())
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, tr := range []broker.Transport{rt, ws} {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = tr.Run(ctx, b) }()
+	s, err := testbroker.Start(testbroker.Options{Transports: []broker.Transport{rt}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		hs.Close()
-		b.Close(broker.ReasonKicked)
-	})
+	t.Cleanup(s.Close)
 	if !redistest.WaitFor(10*time.Second, func() bool { return rt.Ready() == nil }) {
 		t.Fatalf("the Redis transport is not ready: %v", rt.Ready())
 	}
-	return hs.URL, srv.URL()
+	return s.URL, srv.URL()
 }
 
 // A peer on Redis answers and echoes a peer on WebSocket that calls it.

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -14,12 +12,10 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	switchboard "github.com/switchboard-rtc/switchboard/clients/go"
+	"github.com/switchboard-rtc/switchboard/clients/go/internal/testbroker"
 	"github.com/switchboard-rtc/switchboard/clients/go/redisconn"
-	"github.com/switchboard-rtc/switchboard/transports/httpserver"
-	"github.com/switchboard-rtc/switchboard/transports/longpoll"
 	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
-	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
 // Transports of the tests' own, registered once for the test binary.
@@ -57,34 +53,20 @@ func start(t *testing.T, s setup) *node {
 // startOn runs a broker on srv; it stops when the test ends.
 func startOn(t *testing.T, srv *redistest.Server, s setup) *node {
 	t.Helper()
-	if s.broker.Logger == nil {
-		s.broker.Logger = slog.New(slog.DiscardHandler)
-	}
-	b := broker.New(s.broker)
 	s.redis.Client = srv.Client(t)
 	rt, err := redistransport.New(s.redis)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws := wstransport.New(wstransport.Options{})
-	lp := longpoll.New(longpoll.Options{})
-	hs := httptest.NewServer(httpserver.New(b, httpserver.Options{}, ws, lp).Handler())
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, tr := range []broker.Transport{rt, ws, lp} {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = tr.Run(ctx, b) }()
+	tb, err := testbroker.Start(testbroker.Options{Broker: s.broker, Transports: []broker.Transport{rt}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		hs.Close()
-		b.Close(broker.ReasonKicked)
-	})
+	t.Cleanup(tb.Close)
 	if !redistest.WaitFor(10*time.Second, func() bool { return rt.Ready() == nil }) {
 		t.Fatalf("the Redis transport is not ready: %v", rt.Ready())
 	}
-	return &node{redis: srv, RedisURL: srv.URL(), URL: hs.URL, Broker: b}
+	return &node{redis: srv, RedisURL: srv.URL(), URL: tb.URL, Broker: tb.Broker}
 }
 
 // dial joins room as peer (the broker picks an id when it is empty) and

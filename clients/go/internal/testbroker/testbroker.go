@@ -39,6 +39,9 @@ type Options struct {
 	// LongPollIdle ends a long-poll session nobody polls for this long.
 	// Default: the transport's (60 s).
 	LongPollIdle time.Duration
+	// Transports are run beside WebSocket and long-polling, such as the
+	// Redis transport; they serve nothing over HTTP.
+	Transports []broker.Transport
 }
 
 // Start runs a broker on 127.0.0.1 and a free port.
@@ -63,7 +66,7 @@ func Start(o Options) (*Server, error) {
 		http:   &http.Server{Handler: front.Handler()},
 		cancel: cancel,
 	}
-	for _, t := range []broker.Transport{ws, lp} {
+	for _, t := range append([]broker.Transport{ws, lp}, o.Transports...) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

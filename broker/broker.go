@@ -346,7 +346,8 @@ func (b *Broker) welcome(s *Session, members []Member, resumed bool) *Envelope {
 		Session string     `json:"session"`
 		Peers   []peerInfo `json:"peers"`
 		Resumed bool       `json:"resumed"`
-	}{s.peer, s.id, peers, resumed})
+		icePayload
+	}{s.peer, s.id, peers, resumed, b.icePayload(s.peer)})
 	return &Envelope{Type: TypeWelcome, Room: s.room.id, Payload: payload}
 }
 
@@ -500,6 +501,8 @@ func (s *Session) Handle(ctx context.Context, env *Envelope) error {
 	case TypePing:
 		pong := &Envelope{Type: TypePong, Payload: env.Payload}
 		s.sendDirect(pong.Encode())
+	case TypeICEServers:
+		s.sendDirect(b.iceAnswer(s))
 	case TypeLeave:
 		s.Close(ReasonLeave)
 	default:

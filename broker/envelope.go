@@ -9,9 +9,10 @@ import (
 // Version is the protocol version this package speaks.
 const Version = 1
 
-// Envelope types. Client to broker: TypeJoin through TypeLeave; broker to
-// client: TypeWelcome through TypePong. Offer, answer, candidate, bye and
-// message are relayed from peer to peer.
+// Envelope types. Client to broker: TypeJoin through TypeLeave, and
+// TypeICEServers; broker to client: TypeWelcome through TypePong, and
+// TypeICEServers as the answer. Offer, answer, candidate, bye and message
+// are relayed from peer to peer.
 const (
 	TypeJoin      = "join"
 	TypeOffer     = "offer"
@@ -22,6 +23,10 @@ const (
 	TypeAck       = "ack"
 	TypePing      = "ping"
 	TypeLeave     = "leave"
+
+	// TypeICEServers asks for fresh STUN and TURN servers and credentials,
+	// and is the broker's answer.
+	TypeICEServers = "ice-servers"
 
 	TypeWelcome    = "welcome"
 	TypePeerJoined = "peer-joined"
@@ -112,7 +117,7 @@ func (env *Envelope) validate(v json.RawMessage) *Error {
 		if env.To == "" {
 			return Errorf(CodeBadRequest, "%s needs a to", env.Type)
 		}
-	case TypeMessage, TypeJoin, TypeAck, TypePing, TypeLeave:
+	case TypeMessage, TypeJoin, TypeAck, TypePing, TypeLeave, TypeICEServers:
 	default:
 		return Errorf(CodeUnknownType, "unknown type %q", truncate(env.Type, 64))
 	}

@@ -49,6 +49,10 @@ type Options struct {
 	// Default: 60 s.
 	DedupWindow time.Duration
 
+	// ICE is the STUN and TURN servers handed to every peer in its welcome
+	// and on request. Default: none.
+	ICE ICE
+
 	// Backplane connects this node to the others of a cluster.
 	// Default: a MemoryBackplane of its own (a single node).
 	Backplane Backplane
@@ -101,6 +105,9 @@ func (o *Options) init() {
 	}
 	if o.DedupWindow <= 0 {
 		o.DedupWindow = 60 * time.Second
+	}
+	if o.ICE.TURNTTL <= 0 {
+		o.ICE.TURNTTL = DefaultTURNTTL
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

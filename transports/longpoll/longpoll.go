@@ -153,14 +153,30 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error)
 	return data, nil
 }
 
-// session finds the session a request addresses.
+// session finds the session a request addresses. A session secret is
+// honoured only on the transport that carries the session: the secret of a
+// WebSocket or Redis session answers session-expired here, and moving the
+// session to long-polling takes a resume join, which checks the token.
 func (t *Transport) session(r *http.Request) (*broker.Session, error) {
-	s, ok := t.b.Session(chi.URLParam(r, "session"))
+	id := chi.URLParam(r, "session")
+	// Looked at on this node first: looking a session up with Session takes
+	// it over from another node, which must not happen for another transport's.
+	if s, ok := t.b.LocalSession(id); ok && s.Transport() != Name {
+		return nil, errOtherTransport
+	}
+	s, ok := t.b.Session(id)
 	if !ok {
 		return nil, broker.Errorf(broker.CodeSessionExpired, "no such session: it ended or never was")
 	}
+	if tr := s.Transport(); tr != Name && tr != "" { // "": taken over from another node, which served it over long-polling
+		return nil, errOtherTransport
+	}
 	return s, nil
 }
+
+// errOtherTransport answers a request that names the secret of a session
+// carried by another transport.
+var errOtherTransport = broker.Errorf(broker.CodeSessionExpired, "this session is not open over long-polling: resume it with a join (POST /v1/sessions), or start a new one")
 
 // create answers POST /v1/sessions: a join.
 func (t *Transport) create(w http.ResponseWriter, r *http.Request) {
@@ -217,8 +233,13 @@ func (t *Transport) post(w http.ResponseWriter, r *http.Request) {
 	switch trimmed := bytes.TrimSpace(data); {
 	case len(trimmed) > 0 && trimmed[0] == '[':
 		if items, err = broker.SplitArray(trimmed); err != nil {
-			t.refuse(w, r, broker.Errorf(broker.CodeBadRequest, "body is not a JSON array of envelopes"))
-			return
+			// SplitArray stops at the depth an envelope may nest: an array
+			// that holds one nested deeper is split again, without that
+			// bound, so that each of its envelopes is handled on its own.
+			if items, err = splitDeep(trimmed); err != nil {
+				t.refuse(w, r, broker.Errorf(broker.CodeBadRequest, "body is not a JSON array of envelopes"))
+				return
+			}
 		}
 	case broker.ValidJSON(trimmed):
 		items = [][]byte{trimmed}
@@ -269,6 +290,10 @@ func (t *Transport) poll(w http.ResponseWriter, r *http.Request) {
 		t.refuse(w, r, err)
 		return
 	}
+	if s.Closed() {
+		t.ended(w, r, s, after)
+		return
+	}
 	t.mu.Lock()
 	if t.stopping {
 		t.mu.Unlock()
@@ -285,6 +310,10 @@ func (t *Transport) poll(w http.ResponseWriter, r *http.Request) {
 	for {
 		frames, _, wait, err := att.Pending(after)
 		if errors.Is(err, broker.ErrSuperseded) {
+			if s.Closed() { // ended while this request attached
+				t.ended(w, r, s, after)
+				return
+			}
 			writeJSON(w, http.StatusOK, []byte("[]"))
 			return
 		}
@@ -311,6 +340,20 @@ func (t *Transport) poll(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// ended answers a poll of a session that has ended: its last messages, while
+// it has any after seq after, and then 404 session-expired.
+func (t *Transport) ended(w http.ResponseWriter, r *http.Request, s *broker.Session, after uint64) {
+	frames, _, _, err := s.Pending(after)
+	if err == nil && len(frames) > 0 {
+		writeJSON(w, http.StatusOK, joinFrames(frames))
+		return
+	}
+	if err == nil || errors.Is(err, broker.ErrSessionClosed) {
+		err = broker.Errorf(broker.CodeSessionExpired, "the session has ended")
+	}
+	t.refuse(w, r, err)
+}
+
 // leave answers DELETE /v1/sessions/{session}.
 func (t *Transport) leave(w http.ResponseWriter, r *http.Request) {
 	s, err := t.session(r)
@@ -320,6 +363,11 @@ func (t *Transport) leave(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		t.refuse(w, r, err)
 		return
+	}
+	// The peer is done with its messages: whatever it had not polled is
+	// forgotten, so that a later poll answers session-expired.
+	if err := s.Ack(s.LastSeq()); err != nil {
+		t.log.Warn("forgetting a leaving session's messages", "session", s, "error", err)
 	}
 	s.Close(broker.ReasonLeave)
 	w.WriteHeader(http.StatusNoContent)

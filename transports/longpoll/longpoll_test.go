@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/longpoll"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
+	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
 // start serves a broker made with opts over long-polling for the test's
@@ -81,15 +82,7 @@ func TestHTTPRefusals(t *testing.T) {
 			t.Errorf("%s %s: %d %s, want %d %s", c.method, c.path, resp.StatusCode, body, c.status, c.code)
 		}
 	}
-	resp, body := request(t, "POST", url+"/v1/sessions", `{"type":"join","room":"r","payload":{"peer":"a"}}`)
-	if resp.StatusCode != 201 {
-		t.Fatalf("join: %d %s", resp.StatusCode, body)
-	}
-	var w struct {
-		Payload struct{ Session string }
-	}
-	_ = json.Unmarshal([]byte(body), &w)
-	base := url + "/v1/sessions/" + w.Payload.Session
+	base := joinLP(t, url, "a")
 	for _, c := range []struct {
 		method, path, body string
 		status             int
@@ -108,7 +101,7 @@ func TestHTTPRefusals(t *testing.T) {
 		}
 	}
 	// A batch: two pings, one bad envelope; the bad one is refused in the stream.
-	resp, body = request(t, "POST", base+"/messages", `[{"type":"ping","payload":1},{"type":"nope","id":"z"},{"type":"ping","payload":2}]`)
+	resp, body := request(t, "POST", base+"/messages", `[{"type":"ping","payload":1},{"type":"nope","id":"z"},{"type":"ping","payload":2}]`)
 	if resp.StatusCode != 202 || body != `{"accepted":2}` {
 		t.Fatalf("batch: %d %s", resp.StatusCode, body)
 	}
@@ -174,5 +167,144 @@ func TestUnpolledSessionTimesOut(t *testing.T) {
 	a.Expect(broker.TypePeerJoined)
 	if env := a.Next(); string(env.Payload) != `{"peer":"b","reason":"timeout"}` {
 		t.Fatalf("got %s", env.Raw)
+	}
+}
+
+// joinLP joins peer to room r over long-polling and returns its session's URL.
+func joinLP(t *testing.T, url, peer string) string {
+	t.Helper()
+	resp, body := request(t, "POST", url+"/v1/sessions", `{"type":"join","room":"r","payload":{"peer":"`+peer+`"}}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("join: %d %s", resp.StatusCode, body)
+	}
+	var w struct {
+		Payload struct{ Session string }
+	}
+	_ = json.Unmarshal([]byte(body), &w)
+	return url + "/v1/sessions/" + w.Payload.Session
+}
+
+// A session that left answers every later poll with 404 session-expired,
+// whatever seq the poll names.
+func TestDeletedSessionPollsExpire(t *testing.T) {
+	url, _ := start(t, broker.Options{})
+	base := joinLP(t, url, "a")
+	if resp, body := request(t, "GET", base+"/messages?wait=0", ``); resp.StatusCode != 200 || !strings.Contains(body, `"welcome"`) {
+		t.Fatalf("first poll: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := request(t, "DELETE", base, ``); resp.StatusCode != 204 {
+		t.Fatalf("leave: %d", resp.StatusCode)
+	}
+	for _, q := range []string{"", "?after=1", "?after=0&wait=0", "?after=1&wait=5"} {
+		resp, body := request(t, "GET", base+"/messages"+q, ``)
+		if resp.StatusCode != 404 || !strings.Contains(body, `"code":"session-expired"`) {
+			t.Errorf("GET messages%s after leave: %d %s, want 404 session-expired", q, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := request(t, "DELETE", base, ``); resp.StatusCode != 404 {
+		t.Errorf("second leave: %d, want 404", resp.StatusCode)
+	}
+}
+
+// A session the broker ended (here: kicked) can still be polled for its
+// last messages, then answers 404 session-expired.
+func TestEndedSessionGivesItsLastMessages(t *testing.T) {
+	url, b := start(t, broker.Options{})
+	base := joinLP(t, url, "a")
+	id := base[strings.LastIndex(base, "/")+1:]
+	s, ok := b.Session(id)
+	if !ok {
+		t.Fatal("no session")
+	}
+	s.Close(broker.ReasonKicked)
+	resp, body := request(t, "GET", base+"/messages?after=0&wait=0", ``)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"welcome"`) {
+		t.Fatalf("poll of an ended session: %d %s, want its welcome", resp.StatusCode, body)
+	}
+	resp, body = request(t, "GET", base+"/messages?after=1&wait=5", ``)
+	if resp.StatusCode != 404 || !strings.Contains(body, `"code":"session-expired"`) {
+		t.Fatalf("poll past the end: %d %s, want 404 session-expired", resp.StatusCode, body)
+	}
+}
+
+// One envelope nested past the limit, in an array, is refused on its own;
+// the others are handled.
+func TestDeepEnvelopeInArrayRefusedAlone(t *testing.T) {
+	url, _ := start(t, broker.Options{})
+	base := joinLP(t, url, "a")
+	deep := `{"type":"message","id":"deep","payload":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + `}`
+	resp, body := request(t, "POST", base+"/messages", `[{"type":"ping","payload":1}, `+deep+` ,{"type":"ping","payload":2}]`)
+	if resp.StatusCode != 202 || body != `{"accepted":2}` {
+		t.Fatalf("batch with a deep envelope: %d %s, want 202 {\"accepted\":2}", resp.StatusCode, body)
+	}
+	_, body = request(t, "GET", base+"/messages?after=1&wait=0", ``)
+	if !strings.Contains(body, `"type":"pong","payload":1`) || !strings.Contains(body, `"code":"bad-request"`) || !strings.Contains(body, `"type":"pong","payload":2`) {
+		t.Fatalf("after the batch: %s", body)
+	}
+	// Broken syntax still fails the whole body.
+	for _, bad := range []string{
+		`[` + deep + `, oops]`,
+		`[` + deep + `} ]`,
+		`[` + deep + `] x`,
+		`[` + strings.Repeat("[", 2000),
+	} {
+		if resp, body := request(t, "POST", base+"/messages", bad); resp.StatusCode != 400 {
+			t.Errorf("broken deep body: %d %s, want 400", resp.StatusCode, body)
+		}
+	}
+}
+
+// A session secret is honoured only on the transport that carries the
+// session: a WebSocket session's secret polled over long-polling answers
+// session-expired and leaves the WebSocket alone.
+func TestSecretOfAnotherTransportRefused(t *testing.T) {
+	b := broker.New(broker.Options{TokenSecret: []byte("k")})
+	lp := longpoll.New(longpoll.Options{})
+	ws := wstransport.New(wstransport.Options{})
+	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, lp, ws).Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { _ = lp.Run(ctx, b); done <- struct{}{} }()
+	go func() { _ = ws.Run(ctx, b); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done; srv.Close(); b.Close(broker.ReasonKicked) })
+
+	tok, err := broker.NewToken([]byte("k"), "r", "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, wa := brokertest.Join(t, transporttest.WebSocket(transporttest.WSURL(srv.URL)), "r", "a", "token", `"`+tok+`"`)
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/messages?after=1&wait=0", ``},
+		{"POST", "/messages", `{"type":"message","to":"a","payload":"x"}`},
+		{"DELETE", "", ``},
+	} {
+		resp, body := request(t, c.method, srv.URL+"/v1/sessions/"+wa.Session+c.path, c.body)
+		if resp.StatusCode != 404 || !strings.Contains(body, `"code":"session-expired"`) {
+			t.Errorf("%s with a WebSocket session's secret: %d %s, want 404 session-expired", c.method, resp.StatusCode, body)
+		}
+	}
+	// The WebSocket is still the session's: a ping is answered.
+	a.Send(`{"type":"ping","payload":"still"}`)
+	if env := a.Expect(broker.TypePong); string(env.Payload) != `"still"` {
+		t.Fatalf("pong: %s", env.Raw)
+	}
+	// Moving the session to long-polling takes a resume join, with its token.
+	resp, body := request(t, "POST", srv.URL+"/v1/sessions", `{"type":"join","room":"r","payload":{"peer":"a","resume":{"session":"`+wa.Session+`","last_seq":1}}}`)
+	if resp.StatusCode != 401 {
+		t.Fatalf("resume without a token: %d %s, want 401", resp.StatusCode, body)
+	}
+	resp, body = request(t, "POST", srv.URL+"/v1/sessions", `{"type":"join","room":"r","payload":{"peer":"a","token":"`+tok+`","resume":{"session":"`+wa.Session+`","last_seq":1}}}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("resume with a token: %d %s, want 200", resp.StatusCode, body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, body = request(t, "GET", srv.URL+"/v1/sessions/"+wa.Session+"/messages?after=1&wait=0", ``)
+		if resp.StatusCode == 200 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("poll after the resume: %d %s", resp.StatusCode, body)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/transports/internal/origin"
 )
 
 // Server timeouts. Long-poll GETs wait up to 55 s, so writes may take longer.
@@ -53,6 +54,9 @@ type Options struct {
 	// ReadHeaderTimeout bounds how long a client may take to send its
 	// request headers (slowloris). Default: ReadHeaderTimeout.
 	ReadHeaderTimeout time.Duration
+	// AllowedOrigins lists the browser origins that CORS lets fetch
+	// /v1/ice-servers; "*" allows any. Default: the same origin only.
+	AllowedOrigins []string
 }
 
 // Server serves a broker's HTTP transports and operations endpoints.
@@ -81,6 +85,8 @@ func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Get("/readyz", s.ready)
 	r.Handle("/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	r.With(origin.List(opts.AllowedOrigins).CORS).MethodFunc(http.MethodGet, "/v1/ice-servers", s.iceServers)
+	r.With(origin.List(opts.AllowedOrigins).CORS).MethodFunc(http.MethodOptions, "/v1/ice-servers", s.iceServers)
 	if opts.Pprof {
 		r.HandleFunc("/debug/pprof/*", pprof.Index)
 		r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

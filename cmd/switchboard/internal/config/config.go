@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,7 @@ type Config struct {
 	Limits          Limits        `yaml:"limits"`
 	Delivery        Delivery      `yaml:"delivery"`
 	Cluster         Cluster       `yaml:"cluster"`
+	ICE             ICE           `yaml:"ice"`
 	// Transports picks the transports to run and configures each, by
 	// registered name. Default: websocket and longpoll.
 	Transports map[string]yaml.Node `yaml:"transports"`
@@ -103,6 +105,92 @@ func (c Cluster) validate() error {
 	return nil
 }
 
+// ICE is the STUN and TURN servers handed to every peer (docs/protocol.md,
+// section 6, ICE servers).
+type ICE struct {
+	// Servers are handed out as they are. In the environment
+	// (SWITCHBOARD_ICE_SERVERS): a JSON array of them, or comma-separated
+	// URLs, one server each.
+	Servers []ICEServer `yaml:"servers"`
+	TURN    TURN        `yaml:"turn"`
+}
+
+// ICEServer is one static STUN or TURN server, as RTCIceServer has it.
+type ICEServer struct {
+	URLs       []string `yaml:"urls" json:"urls"`
+	Username   string   `yaml:"username" json:"username"`
+	Credential string   `yaml:"credential" json:"credential"`
+}
+
+// TURN is TURN servers that take credentials of the TURN REST API scheme,
+// minted per peer with a secret they share with the broker (coturn's
+// use-auth-secret and static-auth-secret).
+type TURN struct {
+	URLs   []string      `yaml:"urls"`   // turn: and turns: URLs
+	Secret string        `yaml:"secret"` // coturn's static-auth-secret; never logged
+	TTL    time.Duration `yaml:"ttl"`    // how long credentials are valid; default 1h, 1m to 24h
+}
+
+// Bounds of ice.turn.ttl.
+const (
+	MinTURNTTL = time.Minute
+	MaxTURNTTL = 24 * time.Hour
+)
+
+func (c ICE) validate() error {
+	for i, s := range c.Servers {
+		if len(s.URLs) == 0 {
+			return fmt.Errorf("config: ice.servers[%d] has no urls", i)
+		}
+		if err := iceURLs(fmt.Sprintf("ice.servers[%d]", i), s.URLs); err != nil {
+			return err
+		}
+	}
+	t := c.TURN
+	if len(t.URLs) > 0 && t.Secret == "" {
+		return errors.New("config: ice.turn.urls needs ice.turn.secret (the TURN servers' static-auth-secret)")
+	}
+	if t.Secret != "" && len(t.URLs) == 0 {
+		return errors.New("config: ice.turn.secret needs ice.turn.urls")
+	}
+	if t.TTL != 0 && (t.TTL < MinTURNTTL || t.TTL > MaxTURNTTL) {
+		return fmt.Errorf("config: ice.turn.ttl %v: want %v to %v", t.TTL, MinTURNTTL, MaxTURNTTL)
+	}
+	for _, u := range t.URLs {
+		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
+			return fmt.Errorf("config: ice.turn.urls: %q is not a turn: or turns: URL", u)
+		}
+	}
+	return iceURLs("ice.turn", t.URLs)
+}
+
+func iceURLs(where string, urls []string) error {
+	for _, u := range urls {
+		scheme, rest, _ := strings.Cut(u, ":")
+		switch scheme {
+		case "stun", "stuns", "turn", "turns":
+		default:
+			return fmt.Errorf("config: %s: %q is not a stun:, stuns:, turn: or turns: URL", where, u)
+		}
+		if rest == "" || strings.ContainsAny(u, " \t\r\n") {
+			return fmt.Errorf("config: %s: %q has no host", where, u)
+		}
+	}
+	return nil
+}
+
+// Broker returns the broker's ICE options.
+func (c ICE) Broker() broker.ICE {
+	out := broker.ICE{TURNURLs: c.TURN.URLs, TURNTTL: c.TURN.TTL}
+	if c.TURN.Secret != "" {
+		out.TURNSecret = []byte(c.TURN.Secret)
+	}
+	for _, s := range c.Servers {
+		out.Servers = append(out.Servers, broker.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return out
+}
+
 // Enabled reports whether cluster mode is configured.
 func (c Cluster) Enabled() bool { return c.RedisURL != "" || len(c.RedisAddrs) > 0 }
 
@@ -153,6 +241,9 @@ func (c *Config) Validate() error {
 		return errors.New("config: limits and delivery settings cannot be negative")
 	}
 	if err := c.Cluster.validate(); err != nil {
+		return err
+	}
+	if err := c.ICE.validate(); err != nil {
 		return err
 	}
 	for _, name := range c.TransportNames() {
@@ -230,6 +321,7 @@ func (c *Config) BrokerOptions() broker.Options {
 		ResumeWindow:    c.Delivery.ResumeWindow,
 		OfflineHold:     c.Delivery.OfflineHold,
 		LogEnvelopes:    c.LogEnvelopes,
+		ICE:             c.ICE.Broker(),
 	}
 }
 
@@ -321,6 +413,18 @@ func Set(f reflect.Value, s string) error {
 		f.SetFloat(n)
 	case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
 		f.Set(reflect.ValueOf(SplitList(s)))
+	case f.Type() == reflect.TypeOf([]ICEServer(nil)):
+		var servers []ICEServer
+		if strings.HasPrefix(strings.TrimSpace(s), "[") {
+			if err := json.Unmarshal([]byte(s), &servers); err != nil {
+				return fmt.Errorf("config: want a JSON array of {urls, username, credential}: %w", err)
+			}
+		} else {
+			for _, u := range SplitList(s) {
+				servers = append(servers, ICEServer{URLs: []string{u}})
+			}
+		}
+		f.Set(reflect.ValueOf(servers))
 	default:
 		return fmt.Errorf("config: cannot set a %s from text", f.Type())
 	}

@@ -72,7 +72,12 @@ func New(cfg config.Config, log *slog.Logger, files fs.FS) (*Node, error) {
 		return 1
 	}))
 	n.Broker = broker.New(opts)
-	n.http = httpserver.New(n.Broker, httpserver.Options{Addr: cfg.Listen, Files: files, Gatherer: reg, Pprof: cfg.Pprof, Ready: n.ready}, n.transports...)
+	n.http = httpserver.New(n.Broker, httpserver.Options{Addr: cfg.Listen, Files: files, Gatherer: reg, Pprof: cfg.Pprof, Ready: n.ready,
+		AllowedOrigins: cfg.AllowedOrigins}, n.transports...)
+	if ice := opts.ICE; len(ice.Servers) > 0 || len(ice.TURNURLs) > 0 {
+		// The TURN secret stays out of the log.
+		log.Info("handing out ICE servers", "static", len(ice.Servers), "turn_urls", ice.TURNURLs, "turn_ttl", n.Broker.Options().ICE.TURNTTL)
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,11 +22,12 @@ import (
 
 // loadConfig reads the configuration for serve and token: file, then
 // environment, then the flags set on the command line.
-func loadConfig(fs *flag.FlagSet, path string, flags map[string]*string) (config.Config, error) {
-	cfg, err := config.Load(path, os.Environ())
+func loadConfig(fs *flag.FlagSet, path string, flags map[string]*string, shortSecretOK bool) (config.Config, error) {
+	cfg, err := config.Read(path, os.Environ())
 	if err != nil {
 		return cfg, err
 	}
+	cfg.ShortSecretOK = shortSecretOK
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	for name, v := range flags {
@@ -60,20 +62,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		"allowed-origins": fs.String("allowed-origins", "", "comma-separated browser origins allowed; * for any"),
 	}
 	pprof := fs.Bool("pprof", false, "serve /debug/pprof/")
+	shortSecret := fs.Bool("insecure-short-secret", false, "accept a token secret under 32 bytes (tests only)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: switchboard serve [flags]\n\nEvery config setting can be set by environment variable:\n  %s\n\nFlags:\n",
+		fmt.Fprintf(stderr, "Usage: switchboard serve [flags]\n\nEvery config setting can be set by environment variable (an unknown SWITCHBOARD_ variable is refused):\n  %s\n\nFlags:\n",
 			strings.Join(config.EnvNames(), "\n  "))
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(fs, *path, flags)
+	cfg, err := loadConfig(fs, *path, flags, *shortSecret)
 	if err != nil {
 		return err
 	}
 	cfg.Pprof = cfg.Pprof || *pprof
 	log := newLogger(cfg, stderr)
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
 	return node.Run(ctx, cfg, log, clientFiles())
 }
 
@@ -85,4 +91,17 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// errUsage is a command-line error that the flag package has already
+// printed, with the usage: main prints nothing more.
+var errUsage = errors.New("usage")
+
+// parseFlags parses args into fs; an error is printed by fs, once.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return errUsage
+	}
+	return err
 }

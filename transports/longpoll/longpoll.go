@@ -34,10 +34,9 @@ const (
 )
 
 func init() {
-	broker.Register(Name, func(decode func(any) error) (broker.Transport, error) {
-		var o Options
-		if err := decode(&o); err != nil {
-			return nil, err
+	broker.Register(Name, func(o Options, shared broker.TransportOptions) (broker.Transport, error) {
+		if len(o.AllowedOrigins) == 0 {
+			o.AllowedOrigins = shared.AllowedOrigins
 		}
 		return New(o), nil
 	})

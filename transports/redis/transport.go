@@ -45,10 +45,10 @@ const (
 )
 
 func init() {
-	broker.Register(Name, func(decode func(any) error) (broker.Transport, error) {
-		var o Options
-		if err := decode(&o); err != nil {
-			return nil, err
+	broker.Register(Name, func(o Options, shared broker.TransportOptions) (broker.Transport, error) {
+		if o.URL == "" && len(o.Addrs) == 0 && !shared.Redis.IsZero() {
+			// The cluster's Redis, unless the transport names its own.
+			o.URL, o.Addrs, o.MasterName = shared.Redis.URL, shared.Redis.Addrs, shared.Redis.MasterName
 		}
 		return New(o)
 	})
@@ -122,6 +122,9 @@ func New(opts Options) (*Transport, error) {
 
 // Name implements broker.Transport.
 func (t *Transport) Name() string { return Name }
+
+// Options returns the options the transport was made with.
+func (t *Transport) Options() Options { return t.opts }
 
 // Ready reports whether the transport can serve: nil while it is running and
 // subscribed to Prefix:in, else what is wrong (Redis unreachable, say).

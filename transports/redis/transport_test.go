@@ -367,14 +367,30 @@ idle_timeout: 45s
 }
 
 func TestRegistered(t *testing.T) {
-	tr, err := broker.NewTransport("redis", func(v any) error {
-		o := v.(*redistransport.Options)
-		o.URL = "redis://127.0.0.1:1/0"
-		o.Prefix = "x"
-		return nil
-	})
+	tr, err := broker.NewTransport("redis", &redistransport.Options{ClientOptions: redistransport.ClientOptions{URL: "redis://127.0.0.1:1/0"}, Prefix: "x"}, broker.TransportOptions{})
 	if err != nil || tr.Name() != "redis" {
 		t.Fatalf("%v %v", tr, err)
+	}
+}
+
+// TestClusterRedisDefault: a Redis transport that names no Redis of its own
+// takes the cluster's, passed in broker.TransportOptions; one that names its
+// own keeps it.
+func TestClusterRedisDefault(t *testing.T) {
+	shared := broker.TransportOptions{Redis: broker.RedisOptions{URL: "redis://10.0.0.9:6390/2"}}
+	tr, err := broker.NewTransport("redis", nil, shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.(*redistransport.Transport).Options().URL; got != shared.Redis.URL {
+		t.Fatalf("url %q, want the cluster's", got)
+	}
+	tr, err = broker.NewTransport("redis", &redistransport.Options{ClientOptions: redistransport.ClientOptions{URL: "redis://127.0.0.1:1/0"}}, shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.(*redistransport.Transport).Options().URL; got != "redis://127.0.0.1:1/0" {
+		t.Fatalf("url %q, want its own", got)
 	}
 }
 

@@ -5,14 +5,17 @@ package config
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,7 +38,8 @@ type Config struct {
 	LogFormat       string        `yaml:"log_format"`       // text or json; default text
 	LogEnvelopes    bool          `yaml:"log_envelopes"`    // log every envelope at debug level
 	Pprof           bool          `yaml:"pprof"`            // serve /debug/pprof/
-	TokenSecret     string        `yaml:"token_secret"`     // HS256 key for join tokens; empty: no tokens needed
+	TokenSecret     string        `yaml:"token_secret"`     // HS256 key for join tokens, at least 32 bytes; empty: no tokens needed
+	TokenMaxTTL     time.Duration `yaml:"token_max_ttl"`    // token warns when asked for a longer lifetime; default 24h
 	AllowedOrigins  []string      `yaml:"allowed_origins"`  // browser origins allowed, for transports that set none; "*" for any
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // how long shutdown may drain; default 10s
 	NodeID          string        `yaml:"node_id"`          // this node's name in a cluster; default random
@@ -49,7 +53,28 @@ type Config struct {
 	// Enabled, when set (SWITCHBOARD_TRANSPORTS or --transports, comma
 	// separated), runs only these of the transports.
 	Enabled []string `yaml:"-"`
+	// ShortSecretOK accepts a token secret under MinTokenSecret bytes, for
+	// tests (the -insecure-short-secret flag). Default: refused.
+	ShortSecretOK bool `yaml:"-"`
+	// Warnings are what Load found odd but not wrong (a variable for a
+	// transport that does not run, say); serve logs each.
+	Warnings []string `yaml:"-"`
+
+	// transportEnv holds the SWITCHBOARD_TRANSPORTS_<NAME>_<KEY> variables
+	// of the environment, by transport name, then variable name.
+	transportEnv map[string]map[string]string
 }
+
+// MinTokenSecret is the shortest token secret accepted, in bytes: HS256 keys
+// shorter than its 256-bit hash can be guessed offline from one token.
+const MinTokenSecret = 32
+
+// DefaultTokenMaxTTL is the default of token_max_ttl.
+const DefaultTokenMaxTTL = 24 * time.Hour
+
+// otherVars are SWITCHBOARD_ variables that are no setting but are read
+// elsewhere: they are not refused as unknown.
+var otherVars = []string{EnvPrefix + "CONFIG", EnvPrefix + "BENCH_URL"}
 
 // Limits bound what peers may do.
 type Limits struct {
@@ -200,12 +225,24 @@ var DefaultTransports = []string{"websocket", "longpoll"}
 
 // Default returns the built-in configuration.
 func Default() Config {
-	return Config{Listen: ":8080", LogLevel: "info", LogFormat: "text", ShutdownTimeout: 10 * time.Second}
+	return Config{Listen: ":8080", LogLevel: "info", LogFormat: "text", ShutdownTimeout: 10 * time.Second, TokenMaxTTL: DefaultTokenMaxTTL}
 }
 
 // Load reads the file at path (none if empty) over the defaults, then the
-// environment env (as os.Environ gives it) over that.
+// environment env (as os.Environ gives it) over that, and validates the
+// result.
 func Load(path string, env []string) (Config, error) {
+	c, err := Read(path, env)
+	if err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Read is Load without the validation, for a caller that sets more (flags)
+// before it calls Validate. An unknown SWITCHBOARD_ variable is an error
+// that names the closest known one.
+func Read(path string, env []string) (Config, error) {
 	c := Default()
 	if path != "" {
 		data, err := os.ReadFile(path)
@@ -221,7 +258,7 @@ func Load(path string, env []string) (Config, error) {
 	if err := applyEnv(&c, env); err != nil {
 		return c, err
 	}
-	return c, c.Validate()
+	return c, nil
 }
 
 // Validate checks the settings that cannot be checked by their types.
@@ -240,6 +277,12 @@ func (c *Config) Validate() error {
 		c.Delivery.MailboxMessages < 0 || c.Delivery.MailboxBytes < 0 || c.Delivery.ResumeWindow < 0 || c.Delivery.OfflineHold < 0 {
 		return errors.New("config: limits and delivery settings cannot be negative")
 	}
+	if c.TokenSecret != "" && len(c.TokenSecret) < MinTokenSecret && !c.ShortSecretOK {
+		return fmt.Errorf("config: token_secret is %d bytes; use at least %d random bytes (e.g. openssl rand -base64 32)", len(c.TokenSecret), MinTokenSecret)
+	}
+	if c.TokenMaxTTL < 0 {
+		return errors.New("config: token_max_ttl cannot be negative")
+	}
 	if err := c.Cluster.validate(); err != nil {
 		return err
 	}
@@ -251,7 +294,22 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: unknown transport %q (available: %s)", name, strings.Join(broker.Transports(), ", "))
 		}
 	}
+	for name, vars := range c.transportEnv {
+		if !contains(c.TransportNames(), name) {
+			for v := range vars {
+				c.warn(fmt.Sprintf("%s is set, but transport %s does not run (transports: %s)", v, name, strings.Join(c.TransportNames(), ", ")))
+			}
+		}
+	}
 	return nil
+}
+
+// warn adds w to Warnings once.
+func (c *Config) warn(w string) {
+	if !contains(c.Warnings, w) {
+		c.Warnings = append(c.Warnings, w)
+		sort.Strings(c.Warnings)
+	}
 }
 
 // TransportNames lists the transports to run, sorted.
@@ -271,39 +329,57 @@ func (c *Config) TransportNames() []string {
 	return names
 }
 
-// TransportDecoder returns the function that fills a transport's options
-// from its section, with AllowedOrigins defaulting to the top-level list.
-func (c *Config) TransportDecoder(name string) func(v any) error {
-	return func(v any) error {
-		if node, ok := c.Transports[name]; ok && node.Kind != 0 && node.Tag != "!!null" {
-			// Through text again, so that unknown keys are refused here too.
-			text, err := yaml.Marshal(&node)
-			if err != nil {
-				return fmt.Errorf("config: transports.%s: %w", name, err)
-			}
-			dec := yaml.NewDecoder(bytes.NewReader(text))
-			dec.KnownFields(true)
-			if err := dec.Decode(v); err != nil {
-				return fmt.Errorf("config: transports.%s: %w", name, err)
-			}
+// TransportConfig returns the options of the transport registered as name
+// (a pointer to its options struct, for broker.NewTransport): its section of
+// the file, then its SWITCHBOARD_TRANSPORTS_<NAME>_<KEY> variables.
+func (c *Config) TransportConfig(name string) (any, error) {
+	opts, err := broker.NewTransportConfig(name)
+	if err != nil {
+		return nil, err
+	}
+	if node, ok := c.Transports[name]; ok && node.Kind != 0 && node.Tag != "!!null" {
+		// Through text again, so that unknown keys are refused here too.
+		text, err := yaml.Marshal(&node)
+		if err != nil {
+			return nil, fmt.Errorf("config: transports.%s: %w", name, err)
 		}
-		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && rv.Elem().Kind() == reflect.Struct {
-			if f := rv.Elem().FieldByName("AllowedOrigins"); f.IsValid() && f.Kind() == reflect.Slice && f.Len() == 0 && len(c.AllowedOrigins) > 0 {
-				f.Set(reflect.ValueOf(append([]string(nil), c.AllowedOrigins...)))
-			}
-			// A transport on Redis (url, addrs) defaults to the cluster's Redis.
-			url, addrs := rv.Elem().FieldByName("URL"), rv.Elem().FieldByName("Addrs")
-			if url.IsValid() && addrs.IsValid() && url.Kind() == reflect.String && addrs.Kind() == reflect.Slice &&
-				url.String() == "" && addrs.Len() == 0 && c.Cluster.Enabled() {
-				url.SetString(c.Cluster.RedisURL)
-				addrs.Set(reflect.ValueOf(append([]string(nil), c.Cluster.RedisAddrs...)))
-				if mn := rv.Elem().FieldByName("MasterName"); mn.IsValid() && mn.Kind() == reflect.String && mn.String() == "" {
-					mn.SetString(c.Cluster.MasterName)
-				}
-			}
+		dec := yaml.NewDecoder(bytes.NewReader(text))
+		dec.KnownFields(true)
+		if err := dec.Decode(opts); err != nil {
+			return nil, fmt.Errorf("config: transports.%s: %w", name, err)
+		}
+	}
+	vars := c.transportEnv[name]
+	err = walk(reflect.ValueOf(opts).Elem(), transportPrefix(name), func(v string, f reflect.Value) error {
+		s, ok := vars[v]
+		if !ok {
+			return nil
+		}
+		if err := Set(f, s); err != nil {
+			return fmt.Errorf("%s: %w", v, err)
 		}
 		return nil
+	})
+	return opts, err
+}
+
+// TransportOptions returns the node-wide settings every transport gets.
+func (c *Config) TransportOptions() broker.TransportOptions {
+	o := broker.TransportOptions{AllowedOrigins: append([]string(nil), c.AllowedOrigins...)}
+	if c.Cluster.Enabled() {
+		o.Redis = broker.RedisOptions{URL: c.Cluster.RedisURL, Addrs: append([]string(nil), c.Cluster.RedisAddrs...), MasterName: c.Cluster.MasterName}
 	}
+	return o
+}
+
+// transportPrefix starts the variables of transport name's settings:
+// SWITCHBOARD_TRANSPORTS_<NAME>_.
+func transportPrefix(name string) string {
+	return EnvPrefix + "TRANSPORTS_" + envWord(name) + "_"
+}
+
+func envWord(s string) string {
+	return strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(s))
 }
 
 // BrokerOptions maps the configuration onto the broker's options.
@@ -325,12 +401,53 @@ func (c *Config) BrokerOptions() broker.Options {
 	}
 }
 
-// applyEnv sets every field whose SWITCHBOARD_ variable is in env.
+// applyEnv sets every field whose SWITCHBOARD_ variable is in env, and
+// keeps the transports' variables for TransportConfig. A SWITCHBOARD_
+// variable that is no setting is an error.
 func applyEnv(c *Config, env []string) error {
 	vars := map[string]string{}
 	for _, kv := range env {
 		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
 			vars[k] = v
+		}
+	}
+	known := map[string]string{} // variable: transport, or "" for the top level
+	for _, v := range topEnvNames() {
+		known[v] = ""
+	}
+	for _, t := range broker.Transports() {
+		for _, v := range TransportEnvNames(t) {
+			known[v] = t
+		}
+	}
+	var unknown []string
+	for k := range vars {
+		if _, ok := known[k]; !ok && !contains(otherVars, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		names := append(slices.Collect(maps.Keys(known)), otherVars...)
+		var msgs []string
+		for _, k := range unknown {
+			msg := k
+			if near := closest(k, names); near != "" {
+				msg += " (did you mean " + near + "?)"
+			}
+			msgs = append(msgs, msg)
+		}
+		return fmt.Errorf("config: unknown environment variable %s; 'switchboard serve -h' lists them all", strings.Join(msgs, ", "))
+	}
+	for k, v := range vars {
+		if t := known[k]; t != "" {
+			if c.transportEnv == nil {
+				c.transportEnv = map[string]map[string]string{}
+			}
+			if c.transportEnv[t] == nil {
+				c.transportEnv[t] = map[string]string{}
+			}
+			c.transportEnv[t][k] = v
 		}
 	}
 	if v, ok := vars[EnvPrefix+"TRANSPORTS"]; ok {
@@ -348,8 +465,17 @@ func applyEnv(c *Config, env []string) error {
 	})
 }
 
-// EnvNames lists every environment variable that overrides a setting.
+// EnvNames lists every environment variable that overrides a setting: the
+// top level's, then those of every registered transport.
 func EnvNames() []string {
+	names := topEnvNames()
+	for _, t := range broker.Transports() {
+		names = append(names, TransportEnvNames(t)...)
+	}
+	return names
+}
+
+func topEnvNames() []string {
 	var names []string
 	var c Config
 	_ = walk(reflect.ValueOf(&c).Elem(), EnvPrefix, func(name string, _ reflect.Value) error {
@@ -359,17 +485,51 @@ func EnvNames() []string {
 	return append(names, EnvPrefix+"TRANSPORTS")
 }
 
-// walk calls fn with the environment name of every leaf setting in v.
+// TransportEnvNames lists the variables of the settings of the transport
+// registered as name: SWITCHBOARD_TRANSPORTS_<NAME>_<KEY>, one for each
+// field of its options struct (by yaml key; nested structs add _<KEY>).
+func TransportEnvNames(name string) []string {
+	opts, err := broker.NewTransportConfig(name)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	_ = walk(reflect.ValueOf(opts).Elem(), transportPrefix(name), func(v string, _ reflect.Value) error {
+		names = append(names, v)
+		return nil
+	})
+	return names
+}
+
+// walk calls fn with the environment name of every leaf setting in v, a
+// struct: each exported field by its yaml key (the field's name in lower
+// case when it has none), inline fields as if they were v's own, nested
+// structs (but time.Duration and the like) field by field.
 func walk(v reflect.Value, prefix string, fn func(string, reflect.Value) error) error {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
-		tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
-		if tag == "" || tag == "-" || tag == "transports" {
+		sf := t.Field(i)
+		if !sf.IsExported() {
 			continue
 		}
-		name := prefix + strings.ToUpper(tag)
+		tag, opts, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+		if tag == "-" || (prefix == EnvPrefix && tag == "transports") {
+			continue
+		}
 		f := v.Field(i)
-		if f.Kind() == reflect.Struct {
+		if strings.Contains(","+opts+",", ",inline,") {
+			if f.Kind() == reflect.Struct {
+				if err := walk(f, prefix, fn); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if tag == "" {
+			tag = strings.ToLower(sf.Name)
+		}
+		name := prefix + envWord(tag)
+		if f.Kind() == reflect.Struct && f.NumField() > 0 && !settable(f) {
 			if err := walk(f, name+"_", fn); err != nil {
 				return err
 			}
@@ -382,13 +542,56 @@ func walk(v reflect.Value, prefix string, fn func(string, reflect.Value) error) 
 	return nil
 }
 
-// Set parses s into the setting f by its type.
+// settable reports whether a struct f is one setting rather than a section:
+// it reads itself from YAML or text.
+func settable(f reflect.Value) bool {
+	p := f.Addr().Interface()
+	_, y := p.(yaml.Unmarshaler)
+	_, t := p.(encoding.TextUnmarshaler)
+	return y || t
+}
+
+// closest returns the name in names nearest to s (by edit distance), or ""
+// when none is near.
+func closest(s string, names []string) string {
+	best, bestD := "", len(s)/3+1
+	for _, n := range names {
+		if d := editDistance(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Set parses s into the setting f by its type: a duration as "90s", "10m"
+// or "1h"; a list of strings comma separated; numbers and booleans as Go
+// writes them; anything else as YAML ("[{urls: [stun:x]}]", say).
 func Set(f reflect.Value, s string) error {
 	switch {
 	case f.Type() == reflect.TypeOf(time.Duration(0)):
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return err
+			return fmt.Errorf("%q is no duration: durations look like 90s, 10m, 1h", s)
 		}
 		f.SetInt(int64(d))
 	case f.Kind() == reflect.String:
@@ -399,14 +602,20 @@ func Set(f reflect.Value, s string) error {
 			return err
 		}
 		f.SetBool(b)
-	case f.Kind() == reflect.Int:
-		n, err := strconv.Atoi(s)
+	case f.CanInt():
+		n, err := strconv.ParseInt(s, 10, f.Type().Bits())
 		if err != nil {
 			return err
 		}
-		f.SetInt(int64(n))
-	case f.Kind() == reflect.Float64:
-		n, err := strconv.ParseFloat(s, 64)
+		f.SetInt(n)
+	case f.CanUint():
+		n, err := strconv.ParseUint(s, 10, f.Type().Bits())
+		if err != nil {
+			return err
+		}
+		f.SetUint(n)
+	case f.CanFloat():
+		n, err := strconv.ParseFloat(s, f.Type().Bits())
 		if err != nil {
 			return err
 		}
@@ -426,7 +635,12 @@ func Set(f reflect.Value, s string) error {
 		}
 		f.Set(reflect.ValueOf(servers))
 	default:
-		return fmt.Errorf("config: cannot set a %s from text", f.Type())
+		if !f.CanAddr() {
+			return fmt.Errorf("config: cannot set a %s", f.Type())
+		}
+		if err := yaml.Unmarshal([]byte(s), f.Addr().Interface()); err != nil {
+			return fmt.Errorf("want YAML for a %s: %w", f.Type(), err)
+		}
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/config"
 	_ "github.com/switchboard-rtc/switchboard/transports/longpoll"
+	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
 	_ "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
@@ -34,13 +35,21 @@ func (*fakeTransport) Name() string                                    { return 
 func (*fakeTransport) Run(ctx context.Context, _ *broker.Broker) error { <-ctx.Done(); return nil }
 
 func init() {
-	broker.Register(fakeName, func(decode func(any) error) (broker.Transport, error) {
-		var o fakeOptions
-		if err := decode(&o); err != nil {
-			return nil, err
+	broker.Register(fakeName, func(o fakeOptions, shared broker.TransportOptions) (broker.Transport, error) {
+		if len(o.AllowedOrigins) == 0 {
+			o.AllowedOrigins = shared.AllowedOrigins
 		}
 		return &fakeTransport{o}, nil
 	})
+}
+
+// newTransport makes transport name as the node does.
+func newTransport(c config.Config, name string) (broker.Transport, error) {
+	opts, err := c.TransportConfig(name)
+	if err != nil {
+		return nil, err
+	}
+	return broker.NewTransport(name, opts, c.TransportOptions())
 }
 
 // writeConfig writes yaml to a file of the test's and returns its path.
@@ -95,7 +104,7 @@ log_level: debug
 log_format: json
 log_envelopes: true
 pprof: true
-token_secret: s3cret
+token_secret: s3cret-of-at-least-thirty-two-bytes
 allowed_origins: [https://a.example, https://b.example]
 shutdown_timeout: 3s
 node_id: n7
@@ -120,7 +129,7 @@ transports:
 		t.Fatal(err)
 	}
 	if c.Listen != "127.0.0.1:9000" || c.LogLevel != "debug" || c.LogFormat != "json" || !c.LogEnvelopes || !c.Pprof ||
-		c.TokenSecret != "s3cret" || !slices.Equal(c.AllowedOrigins, []string{"https://a.example", "https://b.example"}) ||
+		c.TokenSecret != "s3cret-of-at-least-thirty-two-bytes" || !slices.Equal(c.AllowedOrigins, []string{"https://a.example", "https://b.example"}) ||
 		c.ShutdownTimeout != 3*time.Second || c.NodeID != "n7" {
 		t.Fatalf("top level: %+v", c)
 	}
@@ -133,7 +142,7 @@ transports:
 		t.Fatalf("transports %v", got)
 	}
 	o := c.BrokerOptions()
-	want := broker.Options{NodeID: "n7", TokenSecret: []byte("s3cret"), MaxEnvelope: 1000, Rate: -1, Burst: 5,
+	want := broker.Options{NodeID: "n7", TokenSecret: []byte("s3cret-of-at-least-thirty-two-bytes"), MaxEnvelope: 1000, Rate: -1, Burst: 5,
 		MaxPeersPerRoom: 4, MaxSessions: 9, MailboxMessages: 16, MailboxBytes: 4096, ResumeWindow: time.Minute,
 		OfflineHold: 1500 * time.Millisecond, LogEnvelopes: true}
 	if !reflect.DeepEqual(o, want) {
@@ -167,7 +176,7 @@ transports:
 		"SWITCHBOARD_ALLOWED_ORIGINS=a,b",
 		"SWITCHBOARD_LIMITS_RATE=2.5",
 		"SWITCHBOARD_LOG_ENVELOPES=true",
-		"SWITCHBOARD_TOKEN_SECRET=x=y=z", // a value may hold '='
+		"SWITCHBOARD_TOKEN_SECRET=x=y=z-and-more-to-make-thirty-two", // a value may hold '='
 		"UNRELATED=1",
 	}
 	c, err := config.Load(path, env)
@@ -175,7 +184,7 @@ transports:
 		t.Fatal(err)
 	}
 	if c.Listen != ":7000" || c.Limits.MaxEnvelope != 2048 || c.Delivery.ResumeWindow != 45*time.Second ||
-		!slices.Equal(c.AllowedOrigins, []string{"a", "b"}) || c.Limits.Rate != 2.5 || !c.LogEnvelopes || c.TokenSecret != "x=y=z" {
+		!slices.Equal(c.AllowedOrigins, []string{"a", "b"}) || c.Limits.Rate != 2.5 || !c.LogEnvelopes || c.TokenSecret != "x=y=z-and-more-to-make-thirty-two" {
 		t.Fatalf("env over file: %+v", c)
 	}
 	if c.Delivery.OfflineHold != 2*time.Second {
@@ -206,6 +215,21 @@ func TestEnvNames(t *testing.T) {
 		"SWITCHBOARD_NODE_ID": true, "SWITCHBOARD_ALLOWED_ORIGINS": true}
 	for _, name := range names {
 		_, err := config.Load("", []string{name + "=not a number, a duration or a name"})
+		if rest, ok := strings.CutPrefix(name, "SWITCHBOARD_TRANSPORTS_"); ok && err == nil {
+			// A transport's setting is read when the transport is made.
+			for _, tn := range broker.Transports() {
+				if prefix := strings.ToUpper(strings.ReplaceAll(tn, "-", "_")) + "_"; strings.HasPrefix(rest, prefix) {
+					var c config.Config
+					c, err = config.Load("", []string{name + "=not a number, a duration or a name", "SWITCHBOARD_TRANSPORTS=" + tn})
+					if err == nil {
+						_, err = c.TransportConfig(tn)
+					}
+				}
+			}
+			// Only the transports' numbers, durations and switches refuse text.
+			freeText[name] = !strings.Contains(name, "TIMEOUT") && !strings.Contains(name, "INTERVAL") &&
+				!strings.HasSuffix(name, "_TLS") && !strings.HasSuffix(name, "_DEPTH")
+		}
 		if freeText[name] != (err == nil) {
 			t.Errorf("%s=garbage: %v", name, err)
 		}
@@ -233,7 +257,7 @@ func TestUnknownTransportKeysRefused(t *testing.T) {
 	if err != nil {
 		return // refused at load: fine
 	}
-	if _, err := broker.NewTransport(fakeName, c.TransportDecoder(fakeName)); err == nil {
+	if _, err := newTransport(c, fakeName); err == nil {
 		t.Fatal(`transports.` + fakeName + `.depht (for depth) was taken without complaint`)
 	}
 }
@@ -290,7 +314,7 @@ func TestBadValuesRefused(t *testing.T) {
 	}
 }
 
-func TestTransportDecoder(t *testing.T) {
+func TestTransportConfig(t *testing.T) {
 	path := writeConfig(t, `
 allowed_origins: [https://top.example]
 transports:
@@ -304,7 +328,7 @@ transports:
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := broker.NewTransport(fakeName, c.TransportDecoder(fakeName))
+	tr, err := newTransport(c, fakeName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,34 +342,20 @@ transports:
 	if c.AllowedOrigins[0] != "https://top.example" {
 		t.Fatal("a transport's AllowedOrigins aliases the top-level list")
 	}
-
-	// A transport's own list wins over the top level.
-	var own struct {
-		AllowedOrigins []string `yaml:"allowed_origins"`
-	}
-	if err := c.TransportDecoder("longpoll")(&own); err != nil || !slices.Equal(own.AllowedOrigins, []string{"https://own.example"}) {
-		t.Fatalf("longpoll's own origins: %v, %v", own.AllowedOrigins, err)
-	}
-	// A transport with no section gets the defaults and the top-level origins.
-	var none fakeOptions
-	if err := c.TransportDecoder("websocket")(&none); err != nil || !reflect.DeepEqual(none, fakeOptions{AllowedOrigins: []string{"https://top.example"}}) {
-		t.Fatalf("no section: %+v, %v", none, err)
-	}
-	// Options without AllowedOrigins, or not a struct, are left alone.
-	var plain struct{ Depth int }
-	if err := c.TransportDecoder("nosection")(&plain); err != nil {
+	// A transport's own list is its own.
+	opts, err := c.TransportConfig("longpoll")
+	if err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]any
-	if err := c.TransportDecoder(fakeName)(&m); err != nil || m["depth"] != 3 {
-		t.Fatalf("into a map: %v, %v", m, err)
+	if o := reflect.ValueOf(opts).Elem().FieldByName("AllowedOrigins").Interface().([]string); !slices.Equal(o, []string{"https://own.example"}) {
+		t.Fatalf("longpoll's own origins: %v", o)
 	}
 	// A bad value in the section is an error that names the section.
 	c2, err := config.Load(writeConfig(t, "transports:\n  "+fakeName+":\n    depth: deep\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := broker.NewTransport(fakeName, c2.TransportDecoder(fakeName)); err == nil || !strings.Contains(err.Error(), "transports."+fakeName) {
+	if _, err := newTransport(c2, fakeName); err == nil || !strings.Contains(err.Error(), "transports."+fakeName) {
 		t.Fatalf("bad value in the section: %v", err)
 	}
 	// An empty section is no section.
@@ -353,14 +363,149 @@ transports:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr, err := broker.NewTransport(fakeName, c3.TransportDecoder(fakeName)); err != nil || tr.(*fakeTransport).opts.Depth != 0 {
+	if tr, err := newTransport(c3, fakeName); err != nil || tr.(*fakeTransport).opts.Depth != 0 {
 		t.Fatalf("empty section: %v", err)
 	}
 	// Without a top-level list, nothing is filled in.
 	c4, _ := config.Load(writeConfig(t, "transports:\n  "+fakeName+": {depth: 1}\n"), nil)
-	tr, err = broker.NewTransport(fakeName, c4.TransportDecoder(fakeName))
+	tr, err = newTransport(c4, fakeName)
 	if err != nil || tr.(*fakeTransport).opts.AllowedOrigins != nil {
 		t.Fatalf("no top-level origins: %+v, %v", tr, err)
+	}
+	// The cluster's Redis is passed to every transport, explicitly.
+	c5, err := config.Load("", []string{"SWITCHBOARD_CLUSTER_REDIS_ADDRS=10.0.0.1:6379,10.0.0.2:6379", "SWITCHBOARD_CLUSTER_MASTER_NAME=m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c5.TransportOptions().Redis; r.URL != "" || !slices.Equal(r.Addrs, []string{"10.0.0.1:6379", "10.0.0.2:6379"}) || r.MasterName != "m" {
+		t.Fatalf("redis defaults: %+v", r)
+	}
+	if r := c4.TransportOptions().Redis; !r.IsZero() {
+		t.Fatalf("redis defaults without a cluster: %+v", r)
+	}
+}
+
+// TestTransportEnv: every setting of every registered transport, this
+// test's own included, has its SWITCHBOARD_TRANSPORTS_<NAME>_<KEY>
+// variable, which overrides the file.
+func TestTransportEnv(t *testing.T) {
+	path := writeConfig(t, "transports:\n  "+fakeName+": {depth: 1, timeout: 1s}\n")
+	env := []string{
+		"SWITCHBOARD_TRANSPORTS_CONFIGTEST_FAKE_DEPTH=7",
+		"SWITCHBOARD_TRANSPORTS_CONFIGTEST_FAKE_ALLOWED_ORIGINS=https://a.example,https://b.example",
+	}
+	c, err := config.Load(path, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := newTransport(c, fakeName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fakeOptions{AllowedOrigins: []string{"https://a.example", "https://b.example"}, Depth: 7, Timeout: time.Second}
+	if got := tr.(*fakeTransport).opts; !reflect.DeepEqual(got, want) {
+		t.Fatalf("options %+v, want %+v", got, want)
+	}
+	c, err = config.Load(path, []string{"SWITCHBOARD_TRANSPORTS_CONFIGTEST_FAKE_TIMEOUT=5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newTransport(c, fakeName); err == nil || !strings.Contains(err.Error(), "SWITCHBOARD_TRANSPORTS_CONFIGTEST_FAKE_TIMEOUT") ||
+		!strings.Contains(err.Error(), "durations look like 90s, 10m, 1h") {
+		t.Fatalf("a bad duration: %v", err)
+	}
+
+	// The Redis transport's server comes from its variable, not localhost.
+	c, err = config.Load("", []string{"SWITCHBOARD_TRANSPORTS=redis", "SWITCHBOARD_TRANSPORTS_REDIS_URL=redis://10.1.2.3:6380/4",
+		"SWITCHBOARD_TRANSPORTS_REDIS_PREFIX=p", "SWITCHBOARD_TRANSPORTS_REDIS_PASSWORD=pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err = newTransport(c, "redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := tr.(*redistransport.Transport).Options(); o.URL != "redis://10.1.2.3:6380/4" || o.Prefix != "p" || o.Password != "pw" {
+		t.Fatalf("redis options from the environment: %+v", o)
+	}
+
+	// Every field of every registered transport's options has a variable
+	// that reaches it.
+	for _, name := range broker.Transports() {
+		vars := config.TransportEnvNames(name)
+		if len(vars) == 0 {
+			t.Errorf("transport %s has no variables", name)
+		}
+		for _, v := range vars {
+			if !strings.HasPrefix(v, "SWITCHBOARD_TRANSPORTS_") {
+				t.Errorf("%s: variable %s", name, v)
+			}
+			if !slices.Contains(config.EnvNames(), v) {
+				t.Errorf("EnvNames lacks %s", v)
+			}
+			if _, err := config.Load("", []string{v + "=x"}); err != nil && strings.Contains(err.Error(), "unknown environment variable") {
+				t.Errorf("%s is refused as unknown: %v", v, err)
+			}
+		}
+	}
+}
+
+// TestUnknownEnvRefused: a SWITCHBOARD_ variable that is no setting is
+// refused, naming the closest one, rather than ignored.
+func TestUnknownEnvRefused(t *testing.T) {
+	for bad, near := range map[string]string{
+		"SWITCHBOARD_TRANSPORT_REDIS_URL":   "SWITCHBOARD_TRANSPORTS_CONFIGTEST_FAKE_DEPTH",
+		"SWITCHBOARD_LIMIT_RATE":            "SWITCHBOARD_LIMITS_RATE",
+		"SWITCHBOARD_TOKENSECRET":           "SWITCHBOARD_TOKEN_SECRET",
+		"SWITCHBOARD_TRANSPORTS_NOSUCH_URL": "",
+	} {
+		_, err := config.Load("", []string{bad + "=x"})
+		if err == nil || !strings.Contains(err.Error(), "unknown environment variable "+bad) {
+			t.Errorf("%s: %v", bad, err)
+			continue
+		}
+		if near != "" && bad != "SWITCHBOARD_TRANSPORT_REDIS_URL" && !strings.Contains(err.Error(), "did you mean "+near+"?") {
+			t.Errorf("%s: %v, want a hint of %s", bad, err, near)
+		}
+	}
+	if _, err := config.Load("", []string{"SWITCHBOARD_CONFIG=x.yaml", "SWITCHBOARD_BENCH_URL=http://x", "OTHER_THING=1"}); err != nil {
+		t.Fatalf("variables read elsewhere were refused: %v", err)
+	}
+	// A variable of a transport that does not run is a warning.
+	c, err := config.Load("", []string{"SWITCHBOARD_TRANSPORTS_CONFIGTEST_FAKE_DEPTH=3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "SWITCHBOARD_TRANSPORTS_CONFIGTEST_FAKE_DEPTH") {
+		t.Fatalf("warnings %q", c.Warnings)
+	}
+}
+
+// TestTokenSecretLength: a secret under 32 bytes is refused, unless the
+// test switch allows it.
+func TestTokenSecretLength(t *testing.T) {
+	if _, err := config.Load("", []string{"SWITCHBOARD_TOKEN_SECRET=a"}); err == nil || !strings.Contains(err.Error(), "at least 32") {
+		t.Fatalf("a 1-byte secret: %v", err)
+	}
+	if _, err := config.Load(writeConfig(t, "token_secret: "+strings.Repeat("x", 31)+"\n"), nil); err == nil {
+		t.Fatal("a 31-byte secret was taken")
+	}
+	if _, err := config.Load("", []string{"SWITCHBOARD_TOKEN_SECRET=" + strings.Repeat("x", 32)}); err != nil {
+		t.Fatalf("a 32-byte secret: %v", err)
+	}
+	c, err := config.Read("", []string{"SWITCHBOARD_TOKEN_SECRET=a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ShortSecretOK = true
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a short secret, allowed: %v", err)
+	}
+	if c, err := config.Load("", nil); err != nil || c.TokenMaxTTL != 24*time.Hour {
+		t.Fatalf("token_max_ttl default: %v %v", c.TokenMaxTTL, err)
+	}
+	if _, err := config.Load("", []string{"SWITCHBOARD_TOKEN_MAX_TTL=-1h"}); err == nil {
+		t.Fatal("a negative token_max_ttl was taken")
 	}
 }
 
@@ -372,7 +517,8 @@ func TestSet(t *testing.T) {
 		I int
 		F float64
 		L []string
-		U uint
+		U uint16
+		M map[string]int
 	}
 	v := reflect.ValueOf(&s).Elem()
 	for i, in := range []string{"1m30s", "text", "true", "42", "0.5", "x,y"} {
@@ -383,7 +529,10 @@ func TestSet(t *testing.T) {
 	if s.D != 90*time.Second || s.S != "text" || !s.B || s.I != 42 || s.F != 0.5 || !slices.Equal(s.L, []string{"x", "y"}) {
 		t.Fatalf("Set: %+v", s)
 	}
-	if err := config.Set(v.Field(6), "1"); err == nil {
-		t.Fatal("Set of a uint, which no setting is, did not fail")
+	if err := config.Set(v.Field(6), "70000"); err == nil {
+		t.Fatal("Set of 70000 into a uint16 did not fail")
+	}
+	if err := config.Set(v.Field(7), "{a: 1}"); err != nil || s.M["a"] != 1 {
+		t.Fatalf("Set of a map as YAML: %v %v", s.M, err)
 	}
 }

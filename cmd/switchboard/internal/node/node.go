@@ -52,7 +52,11 @@ func New(cfg config.Config, log *slog.Logger, files fs.FS) (*Node, error) {
 	opts.Registerer = reg
 	n := &Node{cfg: cfg, log: log, errs: make(chan error, 16)}
 	for _, name := range cfg.TransportNames() {
-		t, err := broker.NewTransport(name, cfg.TransportDecoder(name))
+		opts, err := cfg.TransportConfig(name)
+		if err != nil {
+			return nil, err
+		}
+		t, err := broker.NewTransport(name, opts, cfg.TransportOptions())
 		if err != nil {
 			return nil, err
 		}
@@ -91,7 +95,7 @@ func (n *Node) ready() error {
 		}
 	}
 	for _, t := range n.transports {
-		if r, ok := t.(interface{ Ready() error }); ok {
+		if r, ok := t.(broker.ReadyChecker); ok {
 			if err := r.Ready(); err != nil {
 				return fmt.Errorf("%s: %w", t.Name(), err)
 			}

@@ -6,6 +6,7 @@ package httpserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -31,11 +32,6 @@ const (
 	IdleTimeout       = 120 * time.Second
 	MaxHeaderBytes    = 64 << 10
 )
-
-// Mounter is an HTTP transport: it adds its routes to the shared router.
-type Mounter interface {
-	Mount(r chi.Router, b *broker.Broker)
-}
 
 // Options configures a Server. The zero value of every field means its default.
 type Options struct {
@@ -68,7 +64,8 @@ type Server struct {
 	shutting atomic.Bool
 }
 
-// New returns a server for b that mounts every transport in ts that is a Mounter.
+// New returns a server for b that mounts every transport in ts that is a
+// broker.HTTPTransport.
 func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 	if opts.Addr == "" {
 		opts.Addr = ":8080"
@@ -101,11 +98,20 @@ func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 			r.Get("/*", http.FileServerFS(demo).ServeHTTP)
 		}
 	}
+	names := make([]string, 0, len(ts))
 	for _, t := range ts {
-		if m, ok := t.(Mounter); ok {
+		names = append(names, t.Name())
+		if m, ok := t.(broker.HTTPTransport); ok {
 			m.Mount(r, b)
 		}
 	}
+	list, _ := json.Marshal(struct {
+		Transports []string `json:"transports"`
+	}{names})
+	r.Get("/v1/transports", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(list)
+	})
 	s.router = r
 	s.srv = &http.Server{
 		Addr:              opts.Addr,

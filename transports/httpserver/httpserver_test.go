@@ -2,10 +2,12 @@ package httpserver_test
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -86,3 +88,52 @@ func TestFilesAndOperations(t *testing.T) {
 		t.Errorf("pprof served without being asked for")
 	}
 }
+
+// echoTransport is an HTTP transport that knows nothing of chi: it mounts
+// through broker.Mux and reads its wildcard with PathValue.
+type echoTransport struct{ b *broker.Broker }
+
+func (*echoTransport) Name() string { return "echo-test" }
+
+func (*echoTransport) Run(ctx context.Context, _ *broker.Broker) error { <-ctx.Done(); return nil }
+
+func (e *echoTransport) Mount(mux broker.Mux, b *broker.Broker) {
+	e.b = b
+	mux.Handle("GET /v1/echo/{word}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "echo "+r.PathValue("word"))
+	}))
+}
+
+var _ broker.HTTPTransport = (*echoTransport)(nil)
+
+// TestCustomHTTPTransport: a transport mounted through broker.Mux is served,
+// and GET /v1/transports lists every transport of the node.
+func TestCustomHTTPTransport(t *testing.T) {
+	b := broker.New(broker.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	echo := &echoTransport{}
+	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, echo, plainTransport{}).Handler())
+	defer srv.Close()
+	if echo.b != b {
+		t.Fatal("Mount did not get the broker")
+	}
+	for path, want := range map[string]string{
+		"/v1/echo/hello": "echo hello",
+		"/v1/transports": `{"transports":["echo-test","plain-test"]}`,
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != want {
+			t.Errorf("%s: %d %q, want %q", path, resp.StatusCode, body, want)
+		}
+	}
+}
+
+// plainTransport is a transport with no HTTP routes.
+type plainTransport struct{}
+
+func (plainTransport) Name() string                                    { return "plain-test" }
+func (plainTransport) Run(ctx context.Context, _ *broker.Broker) error { <-ctx.Done(); return nil }

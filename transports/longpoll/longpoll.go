@@ -63,7 +63,7 @@ type Transport struct {
 	polls    sync.WaitGroup
 }
 
-var _ broker.Transport = (*Transport)(nil)
+var _ broker.HTTPTransport = (*Transport)(nil)
 
 // New returns a long-polling transport with opts.
 func New(opts Options) *Transport {
@@ -76,19 +76,22 @@ func New(opts Options) *Transport {
 // Name implements broker.Transport.
 func (t *Transport) Name() string { return Name }
 
-// Mount adds the /v1/sessions routes to r, serving peers of b.
-func (t *Transport) Mount(r chi.Router, b *broker.Broker) {
+// Mount implements broker.HTTPTransport: it adds the /v1/sessions routes to
+// mux, serving peers of b.
+func (t *Transport) Mount(mux broker.Mux, b *broker.Broker) {
 	t.b = b
 	t.log = b.Logger().With("transport", Name)
-	r.Route("/v1/sessions", func(r chi.Router) {
-		r.Use(origin.List(t.opts.AllowedOrigins).CORS)
-		r.Options("/*", func(http.ResponseWriter, *http.Request) {})
-		r.Options("/", func(http.ResponseWriter, *http.Request) {})
-		r.Post("/", t.create)
-		r.Post("/{session}/messages", t.post)
-		r.Get("/{session}/messages", t.poll)
-		r.Delete("/{session}", t.leave)
-	})
+	cors := origin.List(t.opts.AllowedOrigins).CORS
+	preflight := cors(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	for _, path := range []string{"/v1/sessions", "/v1/sessions/", "/v1/sessions/{session}", "/v1/sessions/{session}/messages"} {
+		mux.Handle("OPTIONS "+path, preflight)
+	}
+	// With and without the slash, as clients have sent both.
+	mux.Handle("POST /v1/sessions", cors(http.HandlerFunc(t.create)))
+	mux.Handle("POST /v1/sessions/", cors(http.HandlerFunc(t.create)))
+	mux.Handle("POST /v1/sessions/{session}/messages", cors(http.HandlerFunc(t.post)))
+	mux.Handle("GET /v1/sessions/{session}/messages", cors(http.HandlerFunc(t.poll)))
+	mux.Handle("DELETE /v1/sessions/{session}", cors(http.HandlerFunc(t.leave)))
 }
 
 // Run implements broker.Transport: it waits for ctx to end, then answers every
@@ -105,6 +108,17 @@ func (t *Transport) Run(ctx context.Context, _ *broker.Broker) error {
 	return nil
 }
 
+// routePattern names r's route without its session secret.
+func routePattern(r *http.Request) string {
+	if r.Pattern != "" {
+		return r.Pattern // net/http.ServeMux
+	}
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		return r.Method + " " + rc.RoutePattern()
+	}
+	return r.Method
+}
+
 // refuse answers a request with an error envelope and the status its code maps to.
 func (t *Transport) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	e := broker.AsError(err)
@@ -112,7 +126,7 @@ func (t *Transport) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Code == broker.CodeInternal {
 		level = slog.LevelError
 	}
-	t.log.Log(r.Context(), level, "request refused", "method", r.Method, "route", chi.RouteContext(r.Context()).RoutePattern(), "code", e.Code, "error", err)
+	t.log.Log(r.Context(), level, "request refused", "method", r.Method, "route", routePattern(r), "code", e.Code, "error", err)
 	writeJSON(w, e.Code.HTTPStatus(), broker.ErrorFrame(e))
 }
 
@@ -157,7 +171,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error)
 // WebSocket or Redis session answers session-expired here, and moving the
 // session to long-polling takes a resume join, which checks the token.
 func (t *Transport) session(r *http.Request) (*broker.Session, error) {
-	id := chi.URLParam(r, "session")
+	id := r.PathValue("session")
 	// Looked at on this node first: looking a session up with Session takes
 	// it over from another node, which must not happen for another transport's.
 	if s, ok := t.b.LocalSession(id); ok && s.Transport() != Name {

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/gorilla/websocket"
 
 	"github.com/switchboard-rtc/switchboard/broker"
@@ -87,7 +86,7 @@ type Transport struct {
 	work     *workers
 }
 
-var _ broker.Transport = (*Transport)(nil)
+var _ broker.HTTPTransport = (*Transport)(nil)
 
 // New returns a WebSocket transport with opts.
 func New(opts Options) *Transport {
@@ -106,11 +105,12 @@ func New(opts Options) *Transport {
 // Name implements broker.Transport.
 func (t *Transport) Name() string { return Name }
 
-// Mount adds GET /v1/ws to r, serving peers of b.
-func (t *Transport) Mount(r chi.Router, b *broker.Broker) {
+// Mount implements broker.HTTPTransport: it adds GET /v1/ws to mux, serving
+// peers of b.
+func (t *Transport) Mount(mux broker.Mux, b *broker.Broker) {
 	t.b = b
 	t.log = b.Logger().With("transport", Name)
-	r.Get("/v1/ws", t.ServeHTTP)
+	mux.Handle("GET /v1/ws", http.HandlerFunc(t.ServeHTTP))
 }
 
 // Run implements broker.Transport: it waits for ctx to end, then closes every

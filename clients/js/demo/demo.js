@@ -61,6 +61,32 @@ const transports = new Map();
 for (const key of ["room", "name", "transport", "media"]) {
   if (params.has(key)) el[key].value = params.get(key);
 }
+listTransports();
+// listTransports adds the node's other transports (GET /v1/transports), custom ones included,
+// beside the built-in choices; those the browser client cannot speak are shown but disabled.
+async function listTransports() {
+  let names = [];
+  try {
+    const res = await fetch("/v1/transports");
+    if (res.ok) names = (await res.json()).transports ?? [];
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if ([...el.transport.options].some((o) => o.value === name)) continue;
+    const option = new Option(canUse(name) ? name : `${name} (not from a browser)`, name);
+    option.disabled = !canUse(name);
+    option.dataset.custom = "";
+    el.transport.add(option);
+  }
+  if (params.has("transport")) el.transport.value = params.get("transport");
+}
+
+// canUse reports whether the browser client speaks the transport name.
+function canUse(name) {
+  return ["auto", "websocket", "longpoll"].includes(name);
+}
+
 el.form.addEventListener("submit", (e) => {
   e.preventDefault();
   join();

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/config"
+	"github.com/switchboard-rtc/switchboard/server/internal/config"
 	_ "github.com/switchboard-rtc/switchboard/transports/longpoll"
 	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
 	_ "github.com/switchboard-rtc/switchboard/transports/websocket"

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -11,13 +11,8 @@ import (
 	"strings"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/config"
-	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/node"
-
-	// The built-in transports register themselves.
-	_ "github.com/switchboard-rtc/switchboard/transports/longpoll"
-	_ "github.com/switchboard-rtc/switchboard/transports/redis"
-	_ "github.com/switchboard-rtc/switchboard/transports/websocket"
+	"github.com/switchboard-rtc/switchboard/server/internal/config"
+	"github.com/switchboard-rtc/switchboard/server/internal/node"
 )
 
 // loadConfig reads the configuration for serve and token: file, then

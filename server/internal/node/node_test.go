@@ -16,8 +16,8 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
-	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/config"
-	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/node"
+	"github.com/switchboard-rtc/switchboard/server/internal/config"
+	"github.com/switchboard-rtc/switchboard/server/internal/node"
 	_ "github.com/switchboard-rtc/switchboard/transports/longpoll"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
 	_ "github.com/switchboard-rtc/switchboard/transports/websocket"

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/config"
+	"github.com/switchboard-rtc/switchboard/server/internal/config"
 )
 
 func TestICEFromFileAndEnv(t *testing.T) {

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/config"
+	"github.com/switchboard-rtc/switchboard/server/internal/config"
 )
 
 const goodSecret = "0123456789abcdef0123456789abcdef"

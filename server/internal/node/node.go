@@ -19,7 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/config"
+	"github.com/switchboard-rtc/switchboard/server/internal/config"
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
 	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
 )

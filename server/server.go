@@ -1,0 +1,116 @@
+// Package server is the switchboard command: what the stock binary runs,
+// for a custom binary to run too, with its own transports beside the
+// built-in ones.
+//
+// A transport registers itself with broker.Register from its package's
+// init, the way database/sql drivers do, so a custom binary is an import
+// and one call:
+//
+//	package main
+//
+//	import (
+//		"github.com/switchboard-rtc/switchboard/server"
+//
+//		_ "example.com/mytransport" // registers "mytransport"
+//	)
+//
+//	func main() { server.Main() }
+//
+// It has every subcommand, setting, environment variable, flag and endpoint
+// of the stock binary (health, readiness, metrics, graceful shutdown, the
+// browser client and the demo page), and its transports section and
+// SWITCHBOARD_TRANSPORTS_<NAME>_<KEY> variables configure the custom
+// transport as they do the built-in ones. The built-in transports
+// (websocket, longpoll, redis) are always registered.
+//
+// The subcommands:
+//
+//	switchboard serve [flags]     run a broker node
+//	switchboard token [flags]     print a join token
+//	switchboard peer [flags]      a headless WebRTC peer: call or answer, echo
+//	switchboard bench [flags]     load-test a running broker
+//	switchboard version           print the version
+package server
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	// The built-in transports register themselves.
+	_ "github.com/switchboard-rtc/switchboard/transports/longpoll"
+	_ "github.com/switchboard-rtc/switchboard/transports/redis"
+	_ "github.com/switchboard-rtc/switchboard/transports/websocket"
+)
+
+// Version is the version that `switchboard version` prints; set it at build
+// time with -ldflags "-X github.com/switchboard-rtc/switchboard/server.Version=…".
+var Version = "dev"
+
+// Main runs the command line in os.Args until it is done or the process is
+// interrupted (SIGINT or SIGTERM: serve then shuts down gracefully), and
+// exits with its status. It is the whole of a switchboard binary's main.
+func Main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Run runs the command line args (without the program's name) until it is
+// done or ctx ends, and returns the exit status: 0 on success, 2 on any
+// error, which it has printed to stderr.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if err := run(ctx, args, stdout, stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errUsage) {
+			fmt.Fprintln(stderr, "switchboard:", err)
+		}
+		return 2
+	}
+	return 0
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return flag.ErrHelp
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		return serve(ctx, rest, stderr)
+	case "token":
+		return token(rest, stdout, stderr)
+	case "bench":
+		return bench(ctx, rest, stdout)
+	case "peer":
+		return peer(ctx, rest, stdout)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "--help":
+		usage(stdout)
+		return nil
+	default:
+		usage(stderr)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Switchboard: a WebRTC signaling broker.
+
+Usage:
+  switchboard serve [-config file.yaml] [flags]   run a broker node (defaults: :8080, websocket + longpoll)
+  switchboard token -room R [-peer P] [-ttl 1h]   print a join token (needs the token secret)
+  switchboard peer -room R [-call P] [-echo]      a headless WebRTC peer (pion): call or answer, one line per event
+  switchboard bench [flags]                       load-test a running broker, print JSON figures
+  switchboard version                             print the version
+
+Run 'switchboard <command> -h' for a command's flags.
+`)
+}

@@ -60,6 +60,13 @@ type TransportOptions struct {
 	// allowed_origins setting), for transports that check origins: empty
 	// allows the same origin only, "*" any origin.
 	AllowedOrigins []string
+	// PublicOrigins, Listen and TrustProxy complete the origin policy of
+	// transports that check origins (see package transports/origin): the
+	// origins browsers reach the node at (public_origins), its listen
+	// address, and whether X-Forwarded-Proto is trusted (trust_proxy).
+	PublicOrigins []string
+	Listen        string
+	TrustProxy    bool
 	// Redis is the cluster's Redis deployment (the cluster section), for
 	// transports on Redis that name none of their own. Zero when the node is
 	// not in cluster mode.
@@ -144,6 +151,7 @@ func NewTransport(name string, opts any, shared TransportOptions) (Transport, er
 		opts = reflect.New(reg.options).Interface()
 	}
 	shared.AllowedOrigins = slices.Clone(shared.AllowedOrigins)
+	shared.PublicOrigins = slices.Clone(shared.PublicOrigins)
 	shared.Redis.Addrs = slices.Clone(shared.Redis.Addrs)
 	return reg.build(opts, shared)
 }

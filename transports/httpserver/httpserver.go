@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/transports/internal/origin"
+	"github.com/switchboard-rtc/switchboard/transports/origin"
 )
 
 // Server timeouts. Long-poll GETs wait up to 55 s, so writes may take longer.
@@ -53,6 +53,10 @@ type Options struct {
 	// AllowedOrigins lists the browser origins that CORS lets fetch
 	// /v1/ice-servers; "*" allows any. Default: the same origin only.
 	AllowedOrigins []string
+	// Origins is the rest of the origin policy of /v1/ice-servers (the
+	// node's public origins, listen address and trust_proxy); its Allowed
+	// defaults to AllowedOrigins. Default: the zero Policy.
+	Origins origin.Policy
 }
 
 // Server serves a broker's HTTP transports and operations endpoints.
@@ -76,14 +80,18 @@ func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 	if opts.ReadHeaderTimeout <= 0 {
 		opts.ReadHeaderTimeout = ReadHeaderTimeout
 	}
+	if len(opts.Origins.Allowed) == 0 {
+		opts.Origins.Allowed = opts.AllowedOrigins
+	}
 	s := &Server{opts: opts, b: b}
 	r := chi.NewRouter()
 	r.Use(recoverer(b.Logger()))
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Get("/readyz", s.ready)
 	r.Handle("/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
-	r.With(origin.List(opts.AllowedOrigins).CORS).MethodFunc(http.MethodGet, "/v1/ice-servers", s.iceServers)
-	r.With(origin.List(opts.AllowedOrigins).CORS).MethodFunc(http.MethodOptions, "/v1/ice-servers", s.iceServers)
+	cors := opts.Origins.CORS(b.Logger())
+	r.With(cors).MethodFunc(http.MethodGet, "/v1/ice-servers", s.iceServers)
+	r.With(cors).MethodFunc(http.MethodOptions, "/v1/ice-servers", s.iceServers)
 	if opts.Pprof {
 		r.HandleFunc("/debug/pprof/*", pprof.Index)
 		r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -19,7 +19,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/transports/internal/origin"
+	"github.com/switchboard-rtc/switchboard/transports/origin"
 )
 
 // Name is the transport's registered name.
@@ -38,15 +38,20 @@ func init() {
 		if len(o.AllowedOrigins) == 0 {
 			o.AllowedOrigins = shared.AllowedOrigins
 		}
+		o.Origins.Public, o.Origins.Listen, o.Origins.TrustProxy = shared.PublicOrigins, shared.Listen, shared.TrustProxy
 		return New(o), nil
 	})
 }
 
 // Options configures the transport. The zero value of every field means its default.
 type Options struct {
-	// AllowedOrigins lists the origins allowed by CORS; "*" allows any.
-	// Default: the same origin only.
+	// AllowedOrigins lists the other origins allowed by CORS; "*" allows
+	// any. Default: the same origin only (see origin.Policy).
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// Origins is the rest of the origin policy, which a node sets from its
+	// broker.TransportOptions (public_origins, listen, trust_proxy); its
+	// Allowed defaults to AllowedOrigins. Default: the zero Policy.
+	Origins origin.Policy `yaml:"-"`
 	// IdleTimeout ends a session that nobody polls for this long. Default: 60 s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
@@ -70,8 +75,14 @@ func New(opts Options) *Transport {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
+	if len(opts.Origins.Allowed) == 0 {
+		opts.Origins.Allowed = opts.AllowedOrigins
+	}
 	return &Transport{opts: opts, stopped: make(chan struct{}), log: slog.Default()}
 }
+
+// Options returns the transport's options, defaults applied.
+func (t *Transport) Options() Options { return t.opts }
 
 // Name implements broker.Transport.
 func (t *Transport) Name() string { return Name }
@@ -81,7 +92,7 @@ func (t *Transport) Name() string { return Name }
 func (t *Transport) Mount(mux broker.Mux, b *broker.Broker) {
 	t.b = b
 	t.log = b.Logger().With("transport", Name)
-	cors := origin.List(t.opts.AllowedOrigins).CORS
+	cors := t.opts.Origins.CORS(t.log)
 	preflight := cors(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	for _, path := range []string{"/v1/sessions", "/v1/sessions/", "/v1/sessions/{session}", "/v1/sessions/{session}/messages"} {
 		mux.Handle("OPTIONS "+path, preflight)

@@ -150,9 +150,21 @@ func TestCORS(t *testing.T) {
 	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
 		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
 	}
-	resp, _ = request(t, "POST", srv.URL+"/v1/sessions", `{"type":"join","room":"r"}`, "Origin", "https://evil.example")
-	if resp.StatusCode != 403 {
-		t.Fatalf("evil origin: %d", resp.StatusCode)
+	resp, body := request(t, "POST", srv.URL+"/v1/sessions", `{"type":"join","room":"r"}`, "Origin", "https://evil.example")
+	if resp.StatusCode != 403 || resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(body, `"code":"forbidden"`) {
+		t.Fatalf("evil origin: %d %q %s, want 403 with a JSON forbidden error", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	// Same-origin does not trust the Host header alone (DNS rebinding).
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/sessions", strings.NewReader(`{"type":"join","room":"r"}`))
+	req.Host = "evil.example"
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("rebound name: %d %v, want 403", resp.StatusCode, resp.Header)
 	}
 }
 

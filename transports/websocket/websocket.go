@@ -10,7 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/transports/internal/origin"
+	"github.com/switchboard-rtc/switchboard/transports/origin"
 )
 
 // Name is the transport's registered name.
@@ -36,15 +36,20 @@ func init() {
 		if len(o.AllowedOrigins) == 0 {
 			o.AllowedOrigins = shared.AllowedOrigins
 		}
+		o.Origins.Public, o.Origins.Listen, o.Origins.TrustProxy = shared.PublicOrigins, shared.Listen, shared.TrustProxy
 		return New(o), nil
 	})
 }
 
 // Options configures the transport. The zero value of every field means its default.
 type Options struct {
-	// AllowedOrigins lists the origins that may connect; "*" allows any.
-	// Default: the same origin only.
+	// AllowedOrigins lists the other origins whose pages may connect; "*"
+	// allows any. Default: the same origin only (see origin.Policy).
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// Origins is the rest of the origin policy, which a node sets from its
+	// broker.TransportOptions (public_origins, listen, trust_proxy); its
+	// Allowed defaults to AllowedOrigins. Default: the zero Policy.
+	Origins origin.Policy `yaml:"-"`
 	// JoinTimeout, PingInterval, IdleTimeout and WriteTimeout default to
 	// DefaultJoinTimeout, DefaultPingInterval, DefaultIdleTimeout and DefaultWriteTimeout.
 	JoinTimeout  time.Duration `yaml:"join_timeout"`
@@ -91,13 +96,16 @@ var _ broker.HTTPTransport = (*Transport)(nil)
 // New returns a WebSocket transport with opts.
 func New(opts Options) *Transport {
 	opts.init()
+	if len(opts.Origins.Allowed) == 0 {
+		opts.Origins.Allowed = opts.AllowedOrigins
+	}
 	t := &Transport{opts: opts, conns: make(map[*conn]struct{}), log: slog.Default(), work: newWorkers()}
-	allowed := origin.List(opts.AllowedOrigins)
 	t.upgrader = websocket.Upgrader{
 		ReadBufferSize:  handshakeReadBuffer,
 		WriteBufferSize: handshakeWriteBuffer,
 		WriteBufferPool: &sync.Pool{},
-		CheckOrigin:     allowed.Allowed,
+		// ServeHTTP has checked the origin, and answered a refusal itself.
+		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	return t
 }
@@ -150,6 +158,11 @@ func (t *Transport) poller() *poller {
 // ServeHTTP upgrades the request and hands the connection to a goroutine of
 // its own, letting the HTTP server's goroutine (and its grown stack) go.
 func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := t.opts.Origins.Check(r); err != nil {
+		t.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "error", err)
+		origin.Forbidden(w, err)
+		return
+	}
 	ws, err := t.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		t.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "error", err)

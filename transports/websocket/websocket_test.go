@@ -2,6 +2,7 @@ package wstransport_test
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/transports/origin"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
 	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
@@ -159,4 +161,32 @@ func TestShutdownTellsPeers(t *testing.T) {
 	if _, _, err := a.Conn.(*transporttest.WSConn).WS.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
 		t.Fatalf("want close 1001, got %v", err)
 	}
+}
+
+// Same-origin by default trusts neither the Host header alone (a page on a
+// name rebound to the broker's address) nor an https page on plain http.
+func TestOriginSameOriginOnly(t *testing.T) {
+	url, _ := start(t, broker.Options{}, wstransport.Options{})
+	host := strings.TrimPrefix(strings.TrimSuffix(url, "/v1/ws"), "ws://")
+	for _, h := range []http.Header{
+		{"Origin": {"http://evil.example"}, "Host": {"evil.example"}},
+		{"Origin": {"https://" + host}},
+	} {
+		_, resp, err := websocket.DefaultDialer.Dial(url, h)
+		if err == nil || resp == nil || resp.StatusCode != 403 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("origin %s, host %s: %v %v, want a 403 with a JSON error", h.Get("Origin"), h.Get("Host"), resp, err)
+		}
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(url, http.Header{"Origin": {"http://" + host}})
+	if err != nil {
+		t.Fatalf("same origin: %v", err)
+	}
+	ws.Close()
+	// A public origin, named by the operator, is the broker's own.
+	url, _ = start(t, broker.Options{}, wstransport.Options{Origins: origin.Policy{Public: []string{"https://signal.example.com"}}})
+	ws, _, err = websocket.DefaultDialer.Dial(url, http.Header{"Origin": {"https://signal.example.com"}, "Host": {"signal.example.com"}})
+	if err != nil {
+		t.Fatalf("public origin: %v", err)
+	}
+	ws.Close()
 }

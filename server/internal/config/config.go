@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/transports/origin"
 )
 
 // EnvPrefix starts every environment variable that overrides a setting: the
@@ -41,6 +42,8 @@ type Config struct {
 	TokenSecret     string        `yaml:"token_secret"`     // HS256 key for join tokens, at least 32 bytes; empty: no tokens needed
 	TokenMaxTTL     time.Duration `yaml:"token_max_ttl"`    // token warns when asked for a longer lifetime; default 24h
 	AllowedOrigins  []string      `yaml:"allowed_origins"`  // browser origins allowed, for transports that set none; "*" for any
+	PublicOrigins   []string      `yaml:"public_origins"`   // the origins browsers reach this broker at (https://signal.example.com); default: loopback only
+	TrustProxy      bool          `yaml:"trust_proxy"`      // take the request scheme from X-Forwarded-Proto (behind a TLS-terminating proxy only)
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // how long shutdown may drain; default 10s
 	NodeID          string        `yaml:"node_id"`          // this node's name in a cluster; default random
 	Limits          Limits        `yaml:"limits"`
@@ -283,6 +286,11 @@ func (c *Config) Validate() error {
 	if c.TokenMaxTTL < 0 {
 		return errors.New("config: token_max_ttl cannot be negative")
 	}
+	for _, o := range c.PublicOrigins {
+		if !origin.Valid(o) {
+			return fmt.Errorf("config: public_origins: %q is not an origin such as https://signal.example.com", o)
+		}
+	}
 	if err := c.Cluster.validate(); err != nil {
 		return err
 	}
@@ -365,7 +373,8 @@ func (c *Config) TransportConfig(name string) (any, error) {
 
 // TransportOptions returns the node-wide settings every transport gets.
 func (c *Config) TransportOptions() broker.TransportOptions {
-	o := broker.TransportOptions{AllowedOrigins: append([]string(nil), c.AllowedOrigins...)}
+	o := broker.TransportOptions{AllowedOrigins: append([]string(nil), c.AllowedOrigins...),
+		PublicOrigins: append([]string(nil), c.PublicOrigins...), Listen: c.Listen, TrustProxy: c.TrustProxy}
 	if c.Cluster.Enabled() {
 		o.Redis = broker.RedisOptions{URL: c.Cluster.RedisURL, Addrs: append([]string(nil), c.Cluster.RedisAddrs...), MasterName: c.Cluster.MasterName}
 	}

@@ -14,7 +14,8 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/server/internal/config"
-	_ "github.com/switchboard-rtc/switchboard/transports/longpoll"
+	"github.com/switchboard-rtc/switchboard/transports/longpoll"
+	"github.com/switchboard-rtc/switchboard/transports/origin"
 	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
 	_ "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
@@ -534,5 +535,37 @@ func TestSet(t *testing.T) {
 	}
 	if err := config.Set(v.Field(7), "{a: 1}"); err != nil || s.M["a"] != 1 {
 		t.Fatalf("Set of a map as YAML: %v %v", s.M, err)
+	}
+}
+
+// The origin settings reach an HTTP transport's origin policy.
+func TestPublicOrigins(t *testing.T) {
+	c, err := config.Load("", []string{
+		"SWITCHBOARD_PUBLIC_ORIGINS=https://signal.example.com",
+		"SWITCHBOARD_TRUST_PROXY=true",
+		"SWITCHBOARD_LISTEN=10.0.0.5:8080",
+		"SWITCHBOARD_ALLOWED_ORIGINS=https://app.example",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := c.TransportOptions()
+	if !slices.Equal(shared.PublicOrigins, []string{"https://signal.example.com"}) || shared.Listen != "10.0.0.5:8080" || !shared.TrustProxy {
+		t.Fatalf("transport options: %+v", shared)
+	}
+	opts, err := c.TransportConfig(longpoll.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := broker.NewTransport(longpoll.Name, opts, shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := origin.Policy{Allowed: []string{"https://app.example"}, Public: []string{"https://signal.example.com"}, Listen: "10.0.0.5:8080", TrustProxy: true}
+	if got := tr.(*longpoll.Transport).Options().Origins; !reflect.DeepEqual(got, want) {
+		t.Fatalf("longpoll origin policy: %+v, want %+v", got, want)
+	}
+	if _, err := config.Load("", []string{"SWITCHBOARD_PUBLIC_ORIGINS=signal.example.com"}); err == nil {
+		t.Fatal("a public origin without a scheme was taken")
 	}
 }

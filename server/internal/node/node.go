@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/server/internal/config"
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/transports/origin"
 	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
 )
 
@@ -77,7 +78,7 @@ func New(cfg config.Config, log *slog.Logger, files fs.FS) (*Node, error) {
 	}))
 	n.Broker = broker.New(opts)
 	n.http = httpserver.New(n.Broker, httpserver.Options{Addr: cfg.Listen, Files: files, Gatherer: reg, Pprof: cfg.Pprof, Ready: n.ready,
-		AllowedOrigins: cfg.AllowedOrigins}, n.transports...)
+		AllowedOrigins: cfg.AllowedOrigins, Origins: origin.Policy{Public: cfg.PublicOrigins, Listen: cfg.Listen, TrustProxy: cfg.TrustProxy}}, n.transports...)
 	if ice := opts.ICE; len(ice.Servers) > 0 || len(ice.TURNURLs) > 0 {
 		// The TURN secret stays out of the log.
 		log.Info("handing out ICE servers", "static", len(ice.Servers), "turn_urls", ice.TURNURLs, "turn_ttl", n.Broker.Options().ICE.TURNTTL)

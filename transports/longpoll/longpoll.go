@@ -185,17 +185,25 @@ func (t *Transport) session(r *http.Request) (*broker.Session, error) {
 	id := r.PathValue("session")
 	// Looked at on this node first: looking a session up with Session takes
 	// it over from another node, which must not happen for another transport's.
-	if s, ok := t.b.LocalSession(id); ok && s.Transport() != Name {
+	if s, ok := t.b.LocalSession(id); ok && foreign(s) {
 		return nil, errOtherTransport
 	}
 	s, ok := t.b.Session(id)
 	if !ok {
 		return nil, broker.Errorf(broker.CodeSessionExpired, "no such session: it ended or never was")
 	}
-	if tr := s.Transport(); tr != Name && tr != "" { // "": taken over from another node, which served it over long-polling
+	if foreign(s) {
 		return nil, errOtherTransport
 	}
 	return s, nil
+}
+
+// foreign reports whether another transport carries s. A session taken over
+// from another node has no transport until it resumes: it was moved by a
+// long-poll request, the only kind that moves a session without a join.
+func foreign(s *broker.Session) bool {
+	tr := s.Transport()
+	return tr != Name && tr != ""
 }
 
 // errOtherTransport answers a request that names the secret of a session

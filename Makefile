@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run build test test-go test-js bench-smoke vet cross fmt compose-check compare
+.PHONY: run build test test-go test-examples test-js bench-smoke vet cross fmt compose-check compare
 
 run:
 	$(GO) run ./cmd/switchboard serve
@@ -13,7 +13,7 @@ build:
 # The whole suite: vet (for macOS and Windows too), every Go test with the race detector (fuzz seed
 # corpora included), the browser client's unit tests, and one pass of every
 # benchmark.
-test: vet cross test-go test-js bench-smoke compose-check
+test: vet cross test-go test-examples test-js bench-smoke compose-check
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -22,6 +22,15 @@ vet:
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Each example is a module of its own (a custom adapter built outside the tree, with a
+# replace pointing here): vet and test it as its author would.
+EXAMPLES := $(patsubst %/go.mod,%,$(wildcard examples/*/go.mod))
+test-examples:
+	@for d in $(EXAMPLES); do \
+		echo "== $$d"; \
+		(cd $$d && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; \
+	done
 
 test-js:
 	@if [ -d clients/js/test ]; then node --test clients/js/test/; fi

@@ -28,6 +28,11 @@ type Broker struct {
 	sessions map[string]*Session // by secret
 	count    int                 // live sessions on this node
 
+	// heldMsgs and heldBytes count the messages held on this node for
+	// absent peers, against Options.HeldMessages and HeldBytes.
+	heldMsgs  atomic.Int64
+	heldBytes atomic.Int64
+
 	closing     atomic.Bool
 	unsubscribe func()
 	adoptMu     sync.Mutex // one take-over at a time
@@ -51,6 +56,9 @@ type held struct {
 	ref    string
 	timer  *time.Timer
 }
+
+// size is what h counts against the bounds on held messages.
+func (h *held) size() int { return len(h.f.body) }
 
 // JoinRequest is what a peer asks for when it joins (the join envelope).
 type JoinRequest struct {
@@ -174,7 +182,7 @@ func (b *Broker) LocalSession(id string) (*Session, bool) {
 // values with the protocol's codes.
 func (b *Broker) Join(ctx context.Context, req JoinRequest) (*Joined, error) {
 	if b.closing.Load() {
-		return nil, Errorf(CodeInternal, "the broker is shutting down")
+		return nil, &Error{Code: CodeShuttingDown, Message: "the broker is shutting down: join again (another node, or this one when it is back)", Err: ErrShutdown}
 	}
 	if !ValidID(req.Room) {
 		return nil, Errorf(CodeBadRequest, "room must be 1 to 64 of A-Z a-z 0-9 . _ -")
@@ -228,9 +236,11 @@ func (b *Broker) Join(ctx context.Context, req JoinRequest) (*Joined, error) {
 
 // admit creates the session of a new join in its room.
 func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
+	secret := randomID(16)
 	s := &Session{
 		b:         b,
-		id:        randomID(16),
+		id:        secret,
+		logID:     LogID(secret),
 		peer:      req.Peer,
 		transport: req.Transport,
 		meta:      req.Meta,
@@ -499,6 +509,10 @@ func (s *Session) Handle(ctx context.Context, env *Envelope) error {
 			err = s.Ack(*p.Seq)
 		}
 	case TypePing:
+		if len(env.Payload) > MaxPingPayload {
+			err = Errorf(CodeTooLarge, "a ping's payload may be at most %d bytes: its pong echoes it", MaxPingPayload)
+			break
+		}
 		pong := &Envelope{Type: TypePong, Payload: env.Payload}
 		s.sendDirect(pong.Encode())
 	case TypeICEServers:
@@ -589,8 +603,7 @@ func (b *Broker) route(ctx context.Context, s *Session, env *Envelope) error {
 			return b.deliverRemote(ctx, r.id, s.peer, m, f)
 		}
 	}
-	b.hold(r, env.To, f, s, env.ID)
-	return nil
+	return b.hold(r, env.To, f, s, env.ID)
 }
 
 // deliverRemote hands f, from peer from, to member m, served by another
@@ -624,16 +637,64 @@ func (b *Broker) deliverRemote(ctx context.Context, room, from string, m Member,
 	return b.bp.Publish(ctx, Event{Kind: kind, Node: b.opts.NodeID, Room: room, To: m.Peer, Session: m.Session, Seq: seq, Type: f.typ, Body: f.body})
 }
 
-// hold keeps f for peer to, who is not in room r, for the offline hold.
-func (b *Broker) hold(r *room, to string, f frame, sender *Session, ref string) {
+// hold keeps f for peer to, who is not in room r, for the offline hold,
+// within the bounds on what one session and this node hold: past them, the
+// sender is answered peer-unavailable at once.
+func (b *Broker) hold(r *room, to string, f frame, sender *Session, ref string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if t := r.peers[to]; t != nil && t.enqueue(f) == nil {
-		return // it joined meanwhile
+		return nil // it joined meanwhile
 	}
 	h := &held{f: f, sender: sender, ref: ref}
+	if err := b.countHeld(h, to); err != nil {
+		return err
+	}
 	r.held[to] = append(r.held[to], h)
 	h.timer = time.AfterFunc(b.opts.OfflineHold, func() { b.expire(r, to, h) })
+	return nil
+}
+
+// countHeld counts h against the bounds on held messages, or says why it
+// cannot be held.
+func (b *Broker) countHeld(h *held, to string) error {
+	n := h.size()
+	if s := h.sender; s != nil {
+		s.mu.Lock()
+		over := s.heldMsgs+1 > b.opts.MailboxMessages || s.heldBytes+n > b.opts.MailboxBytes
+		if !over {
+			s.heldMsgs++
+			s.heldBytes += n
+		}
+		s.mu.Unlock()
+		if over {
+			return Errorf(CodePeerUnavailable, "peer %s is not in the room, and this session has the most messages waiting for absent peers (%d messages or %d bytes)", to, b.opts.MailboxMessages, b.opts.MailboxBytes)
+		}
+	}
+	msgs, bytes := b.heldMsgs.Add(1), b.heldBytes.Add(int64(n))
+	if msgs > int64(b.opts.HeldMessages) || bytes > int64(b.opts.HeldBytes) {
+		b.heldMsgs.Add(-1)
+		b.heldBytes.Add(-int64(n))
+		b.uncountSender(h)
+		return Errorf(CodePeerUnavailable, "peer %s is not in the room, and this node holds the most messages for absent peers; send again when it has joined", to)
+	}
+	return nil
+}
+
+// uncountHeld releases what h counted against the bounds on held messages.
+func (b *Broker) uncountHeld(h *held) {
+	b.heldMsgs.Add(-1)
+	b.heldBytes.Add(-int64(h.size()))
+	b.uncountSender(h)
+}
+
+func (b *Broker) uncountSender(h *held) {
+	if s := h.sender; s != nil {
+		s.mu.Lock()
+		s.heldMsgs--
+		s.heldBytes -= h.size()
+		s.mu.Unlock()
+	}
 }
 
 // expire ends h's wait: its sender is told peer-unavailable.
@@ -655,6 +716,9 @@ func (b *Broker) expire(r *room, to string, h *held) {
 	}
 	b.dropRoomIfEmptyLocked(r)
 	r.mu.Unlock()
+	if found {
+		b.uncountHeld(h)
+	}
 	if found && h.sender != nil {
 		h.sender.Refuse(h.f.typ, &Error{Code: CodePeerUnavailable, Message: "peer " + to + " is not in room " + r.id, Ref: h.ref})
 	}
@@ -686,6 +750,7 @@ func (b *Broker) flushHeldLocked(r *room, peer string) {
 	}
 	for _, h := range q {
 		h.timer.Stop()
+		b.uncountHeld(h)
 		if t != nil {
 			_ = t.enqueue(h.f)
 		} else if err := b.deliverRemote(context.Background(), r.id, "", remote, h.f); err != nil {
@@ -741,7 +806,7 @@ func (b *Broker) remote(ev Event) {
 		}
 	case EventSlow:
 		if s := r.peers[ev.To]; s != nil && s.id == ev.Session {
-			go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d waited", b.opts.MailboxMessages), ReasonTimeout)
+			s.slow()
 		}
 	case EventMoved:
 		if s := r.peers[ev.Peer]; s != nil && s.id == ev.Session {
@@ -800,12 +865,14 @@ func (b *Broker) adopt(id string) (*Session, error) {
 	s = &Session{
 		b:         b,
 		id:        id,
+		logID:     LogID(id),
 		peer:      rec.Peer,
 		meta:      rec.Meta,
 		linger:    b.opts.ResumeWindow,
 		limiter:   newBucket(b.opts.Rate, b.opts.Burst),
 		store:     st,
 		storeLast: last,
+		mb:        mailbox{maxMsgs: b.opts.MailboxMessages, maxSize: b.opts.MailboxBytes},
 	}
 	r := b.lockRoom(rec.Room, true)
 	defer r.mu.Unlock()

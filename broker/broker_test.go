@@ -210,7 +210,7 @@ func TestJoinWelcome(t *testing.T) {
 	b := newBroker(t, broker.Options{})
 	alice := join(t, b, "demo", "alice", `{"name":"Alice"}`)
 	wa := alice.welcome()
-	if wa.Peer != "alice" || wa.Session != alice.s.ID() || len(wa.Peers) != 0 || wa.Resumed {
+	if wa.Peer != "alice" || wa.Session != alice.s.Secret() || len(wa.Peers) != 0 || wa.Resumed {
 		t.Fatalf("alice's welcome: %s", alice.joined.Welcome)
 	}
 	if len(wa.Session) < 32 {
@@ -253,7 +253,7 @@ func TestJoinWelcome(t *testing.T) {
 	if b.Sessions() != 4 {
 		t.Fatalf("Sessions() = %d, want 4", b.Sessions())
 	}
-	if s, ok := b.Session(alice.s.ID()); !ok || s != alice.s {
+	if s, ok := b.Session(alice.s.Secret()); !ok || s != alice.s {
 		t.Fatal("Session(secret) does not find alice")
 	}
 }
@@ -494,7 +494,7 @@ func TestLeave(t *testing.T) {
 	// Its peer id is free again; a resume of it is refused.
 	join(t, b, "demo", "bob")
 	alice.expect(broker.TypePeerJoined)
-	if _, err := b.Join(context.Background(), broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: bob.s.ID()}}); codeOf(err) != broker.CodeSessionExpired {
+	if _, err := b.Join(context.Background(), broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: bob.s.Secret()}}); codeOf(err) != broker.CodeSessionExpired {
 		t.Fatalf("resume of a session that left: %v", err)
 	}
 	if b.Sessions() != 2 {
@@ -598,7 +598,7 @@ func TestResume(t *testing.T) {
 	}
 	// Alice had taken seq 4 before her connection dropped.
 	j, err := b.Join(context.Background(), broker.JoinRequest{Room: "demo", Peer: "alice", Transport: "other",
-		Resume: &broker.Resume{Session: alice.s.ID(), LastSeq: 4}})
+		Resume: &broker.Resume{Session: alice.s.Secret(), LastSeq: 4}})
 	if err != nil {
 		t.Fatalf("resume: %v", err)
 	}
@@ -608,7 +608,7 @@ func TestResume(t *testing.T) {
 	w := parse(t, j.Welcome)
 	var p welcomePayload
 	_ = json.Unmarshal(w.Payload, &p)
-	if w.Type != broker.TypeWelcome || w.Seq != 0 || !p.Resumed || p.Session != alice.s.ID() || p.Peer != "alice" ||
+	if w.Type != broker.TypeWelcome || w.Seq != 0 || !p.Resumed || p.Session != alice.s.Secret() || p.Peer != "alice" ||
 		len(p.Peers) != 1 || p.Peers[0].Peer != "bob" {
 		t.Fatalf("resumed welcome %s", j.Welcome)
 	}
@@ -631,10 +631,10 @@ func TestResume(t *testing.T) {
 		req  broker.JoinRequest
 		code broker.Code
 	}{
-		{broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: alice.s.ID(), LastSeq: 99}}, broker.CodeBadRequest},
-		{broker.JoinRequest{Room: "other", Resume: &broker.Resume{Session: alice.s.ID()}}, broker.CodeSessionExpired},
-		{broker.JoinRequest{Room: "demo", Peer: "bob", Resume: &broker.Resume{Session: alice.s.ID()}}, broker.CodeSessionExpired},
-		{broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: alice.s.ID()[:31]}}, broker.CodeSessionExpired},
+		{broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: alice.s.Secret(), LastSeq: 99}}, broker.CodeBadRequest},
+		{broker.JoinRequest{Room: "other", Resume: &broker.Resume{Session: alice.s.Secret()}}, broker.CodeSessionExpired},
+		{broker.JoinRequest{Room: "demo", Peer: "bob", Resume: &broker.Resume{Session: alice.s.Secret()}}, broker.CodeSessionExpired},
+		{broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: alice.s.Secret()[:31]}}, broker.CodeSessionExpired},
 		{broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: ""}}, broker.CodeSessionExpired},
 	}
 	for _, c := range cases {
@@ -651,7 +651,7 @@ func TestResumeSupersedes(t *testing.T) {
 	b := newBroker(t, broker.Options{})
 	alice := join(t, b, "demo", "alice")
 	old := alice.att
-	j, err := b.Join(context.Background(), broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: alice.s.ID(), LastSeq: 1}})
+	j, err := b.Join(context.Background(), broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: alice.s.Secret(), LastSeq: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -678,7 +678,7 @@ func TestResumeForgotten(t *testing.T) {
 		alice.next() // written to alice's connection, never acknowledged
 	}
 	// seqs 1..8 were given; the mailbox kept the last 4 (5..8): resuming from 2 needs 3.
-	_, err := b.Join(context.Background(), broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: alice.s.ID(), LastSeq: 2}})
+	_, err := b.Join(context.Background(), broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: alice.s.Secret(), LastSeq: 2}})
 	if codeOf(err) != broker.CodeSessionExpired {
 		t.Fatalf("resume from a forgotten seq: %v, want session-expired", err)
 	}
@@ -705,7 +705,7 @@ func TestLingerTimeout(t *testing.T) {
 	if !bob.s.Closed() {
 		t.Fatal("bob's session is open after its window")
 	}
-	if _, err := b.Join(context.Background(), broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: bob.s.ID(), LastSeq: 1}}); codeOf(err) != broker.CodeSessionExpired {
+	if _, err := b.Join(context.Background(), broker.JoinRequest{Room: "demo", Resume: &broker.Resume{Session: bob.s.Secret(), LastSeq: 1}}); codeOf(err) != broker.CodeSessionExpired {
 		t.Fatalf("resume after the window: %v", err)
 	}
 }
@@ -882,7 +882,7 @@ func TestMaxSessions(t *testing.T) {
 	a.s.Close(broker.ReasonLeave)
 	c := join(t, b, "r3", "c")
 	// A resume is not a new session.
-	if _, err := b.Join(context.Background(), broker.JoinRequest{Room: "r3", Peer: "c", Resume: &broker.Resume{Session: c.s.ID(), LastSeq: 1}}); err != nil {
+	if _, err := b.Join(context.Background(), broker.JoinRequest{Room: "r3", Peer: "c", Resume: &broker.Resume{Session: c.s.Secret(), LastSeq: 1}}); err != nil {
 		t.Fatalf("resume at the session limit: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"unicode/utf8"
 )
@@ -39,6 +40,9 @@ const (
 const (
 	MaxIDLength   = 64   // longest id, room or peer id, in bytes
 	MaxMetaLength = 1024 // largest join meta, in bytes
+	// MaxPingPayload is the largest payload of a ping, in bytes: the pong
+	// echoes it, and what a client makes the broker write must stay small.
+	MaxPingPayload = 256
 )
 
 // Envelope is one signaling message (docs/protocol.md, section 1). Payload
@@ -76,10 +80,16 @@ func Decode(data []byte, maxSize int) (*Envelope, error) {
 	if i := skipSpace(data, 0); i == len(data) || data[i] != '{' {
 		return nil, Errorf(CodeBadRequest, "envelope must be a JSON object")
 	}
-	if !utf8.Valid(data) {
-		return nil, Errorf(CodeBadRequest, "envelope is not UTF-8")
-	}
 	var w wireEnvelope
+	if !utf8.Valid(data) {
+		e := Errorf(CodeBadRequest, "envelope is not UTF-8")
+		// The id may still be readable: the error then answers it.
+		_ = scanEnvelope(data, &w)
+		if len(w.ID) <= MaxIDLength && utf8.ValidString(w.ID) {
+			e.Ref = w.ID
+		}
+		return nil, e
+	}
 	if err := scanEnvelope(data, &w); err != nil {
 		e := Errorf(CodeBadRequest, "malformed envelope: %v", err)
 		if len(w.ID) <= MaxIDLength {
@@ -100,6 +110,9 @@ func Decode(data []byte, maxSize int) (*Envelope, error) {
 func (env *Envelope) validate(v json.RawMessage) *Error {
 	if len(v) > 0 {
 		n, err := strconv.ParseFloat(string(v), 64)
+		if ne := (*strconv.NumError)(nil); errors.As(err, &ne) && ne.Err == strconv.ErrRange {
+			err = nil // a number all the same (1e400), just not 1
+		}
 		switch {
 		case err != nil:
 			return Errorf(CodeBadRequest, "v must be a number")

@@ -72,12 +72,20 @@ func TestDecodeRefusals(t *testing.T) {
 		{"v 1.5", `{"v":1.5,"id":"m1","type":"ping"}`, CodeUnsupportedVersion, "m1"},
 		{"v 2 without id", `{"v":2,"type":"ping"}`, CodeUnsupportedVersion, ""},
 		{"v 2 on unknown type", `{"v":2,"id":"m1","type":"shout"}`, CodeUnsupportedVersion, "m1"},
+		{"v past float64", `{"v":1e400,"id":"m1","type":"ping"}`, CodeUnsupportedVersion, "m1"},
+		{"v past float64, negative", `{"v":-1e400,"id":"m1","type":"ping"}`, CodeUnsupportedVersion, "m1"},
 		// A v that is not a JSON number is a wrong JSON type: bad-request.
 		{"v string", `{"v":"1","id":"m1","type":"ping"}`, CodeBadRequest, "m1"},
 		{"v null", `{"v":null,"id":"m1","type":"ping"}`, CodeBadRequest, "m1"},
 		{"v true", `{"v":true,"id":"m1","type":"ping"}`, CodeBadRequest, "m1"},
 		{"v object", `{"v":{},"id":"m1","type":"ping"}`, CodeBadRequest, "m1"},
 		{"v array", `{"v":[1],"id":"m1","type":"ping"}`, CodeBadRequest, "m1"},
+
+		// Not UTF-8: the id answers when it can be read.
+		{"invalid UTF-8 in payload", "{\"id\":\"m1\",\"type\":\"message\",\"payload\":\"\xff\"}", CodeBadRequest, "m1"},
+		{"invalid UTF-8 before the id", "{\"payload\":\"\xc3\x28\",\"id\":\"m1\",\"type\":\"ping\"}", CodeBadRequest, "m1"},
+		{"invalid UTF-8 in the id", "{\"id\":\"m\xff\",\"type\":\"ping\"}", CodeBadRequest, ""},
+		{"invalid UTF-8 outside strings", "{\"id\":\"m1\",\xff\"type\":\"ping\"}", CodeBadRequest, "m1"},
 
 		// The id.
 		{"id too long", `{"id":"` + long + `","type":"ping"}`, CodeBadRequest, ""},
@@ -409,6 +417,7 @@ func TestHTTPStatus(t *testing.T) {
 		CodeBadRequest: 400, CodeTooLarge: 413, CodeUnsupportedVersion: 400, CodeUnknownType: 400,
 		CodeUnauthorized: 401, CodeForbidden: 403, CodePeerIDTaken: 409, CodePeerUnavailable: 400,
 		CodeRateLimited: 429, CodeRoomFull: 409, CodeSessionExpired: 404, CodeSlowConsumer: 400, CodeInternal: 500,
+		CodeShuttingDown: 503,
 	}
 	for c, s := range want {
 		if got := c.HTTPStatus(); got != s {

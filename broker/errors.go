@@ -22,6 +22,7 @@ const (
 	CodeRoomFull           Code = "room-full"
 	CodeSessionExpired     Code = "session-expired"
 	CodeSlowConsumer       Code = "slow-consumer"
+	CodeShuttingDown       Code = "shutting-down"
 	CodeInternal           Code = "internal"
 )
 
@@ -32,9 +33,13 @@ type Error struct {
 	Code    Code
 	Message string
 	Ref     string // id of the envelope it answers, if that had one
+	Err     error  // the cause, if it is one of the package's sentinels (ErrShutdown); may be nil
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("broker: %s: %s", e.Code, e.Message) }
+
+// Unwrap returns the refusal's cause, so that errors.Is(err, ErrShutdown) holds.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Errorf returns an *Error with code and a formatted message.
 func Errorf(code Code, format string, args ...any) *Error {
@@ -71,6 +76,8 @@ func (c Code) HTTPStatus() int {
 		return 409
 	case CodeInternal:
 		return 500
+	case CodeShuttingDown:
+		return 503
 	default:
 		return 400
 	}
@@ -84,6 +91,8 @@ var (
 	// another node, which took it over: look it up again (Broker.Session)
 	// to take it back.
 	ErrSessionMoved = fmt.Errorf("%w: another node took it over", ErrSessionClosed)
-	ErrShutdown     = errors.New("broker: shutting down")
-	ErrUnknownType  = errors.New("broker: unknown transport")
+	// ErrShutdown is the cause of the CodeShuttingDown refusal of a join
+	// that comes while the broker drains or closes.
+	ErrShutdown    = errors.New("broker: shutting down")
+	ErrUnknownType = errors.New("broker: unknown transport")
 )

@@ -242,7 +242,7 @@ func FuzzParseJoin(f *testing.F) {
 			}
 		}
 		if err := json.Unmarshal(joined.Welcome, &w); err != nil || w.Seq != 1 || w.Payload.Peer != s.Peer() ||
-			w.Payload.Session != s.ID() || w.Payload.Resumed {
+			w.Payload.Session != s.Secret() || w.Payload.Resumed {
 			t.Fatalf("welcome %q", joined.Welcome)
 		}
 		s.Close(ReasonLeave)

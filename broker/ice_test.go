@@ -97,7 +97,7 @@ func TestWelcomeICEServers(t *testing.T) {
 	// A resumed welcome carries fresh credentials too.
 	alice.att.Detach()
 	j, err := b.Join(context.Background(), broker.JoinRequest{Room: "demo", Peer: "alice", Transport: "test",
-		Resume: &broker.Resume{Session: alice.s.ID(), LastSeq: 2}})
+		Resume: &broker.Resume{Session: alice.s.Secret(), LastSeq: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}

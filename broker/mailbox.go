@@ -11,18 +11,24 @@ type entry struct {
 }
 
 // mailbox keeps a session's messages, seq-numbered, until they are
-// acknowledged, within a bound (docs/protocol.md, section 4). The session's
-// lock guards it.
+// acknowledged, within a bound (docs/protocol.md, section 4). The frames
+// without a seq that wait to be written (pong) count against the same bound.
+// The session's lock guards it. A session whose messages are in a Store uses
+// it for those frames only.
 type mailbox struct {
 	entries []entry // seqs contiguous and ascending
 	head    int     // entries[head:] are live; the rest awaits compaction
 	bytes   int
-	last    uint64 // last seq assigned
-	written uint64 // highest seq handed to a connection
-	acked   uint64
-	dropped uint64 // highest seq forgotten before it was acknowledged
-	maxMsgs int
-	maxSize int
+	// direct are frames without seq, not kept for resume, waiting to be
+	// written; directBytes is their size.
+	direct      [][]byte
+	directBytes int
+	last        uint64 // last seq assigned
+	written     uint64 // highest seq handed to a connection
+	acked       uint64
+	dropped     uint64 // highest seq forgotten before it was acknowledged
+	maxMsgs     int
+	maxSize     int
 }
 
 func (m *mailbox) live() []entry { return m.entries[m.head:] }
@@ -34,15 +40,37 @@ func (m *mailbox) push(f frame, now time.Time) (entry, bool) {
 	e := entry{seq: m.last, typ: f.typ, data: f.withSeq(m.last), at: now}
 	m.entries = append(m.entries, e)
 	m.bytes += len(e.data)
+	return e, m.fit()
+}
+
+// pushDirect appends a frame without seq. It reports false, as push does,
+// when the unwritten backlog has passed the bound.
+func (m *mailbox) pushDirect(data []byte) bool {
+	m.direct = append(m.direct, data)
+	m.directBytes += len(data)
+	return m.fit()
+}
+
+// takeDirect hands out the frames without seq.
+func (m *mailbox) takeDirect() [][]byte {
+	d := m.direct
+	m.direct, m.directBytes = nil, 0
+	return d
+}
+
+// fit forgets messages written but not acknowledged, oldest first, while
+// the mailbox is over its bound. It reports false when it is over all the
+// same: what is over is not written yet.
+func (m *mailbox) fit() bool {
 	for m.over() {
 		live := m.live()
-		if live[0].seq > m.written {
-			return e, false
+		if len(live) == 0 || live[0].seq > m.written {
+			return false
 		}
 		m.dropped = live[0].seq
 		m.popFront()
 	}
-	return e, true
+	return true
 }
 
 // pushUnbounded appends f past the bound: for the last word to a session
@@ -55,8 +83,8 @@ func (m *mailbox) pushUnbounded(f frame, now time.Time) {
 }
 
 func (m *mailbox) over() bool {
-	n := len(m.entries) - m.head
-	return n > m.maxMsgs || (m.bytes > m.maxSize && n > 1)
+	n := len(m.entries) - m.head + len(m.direct)
+	return n > m.maxMsgs || (m.bytes+m.directBytes > m.maxSize && n > 1)
 }
 
 func (m *mailbox) popFront() {

@@ -41,6 +41,13 @@ type Options struct {
 	// resume. Default: 30 s.
 	ResumeWindow time.Duration
 
+	// HeldMessages and HeldBytes bound the messages this node holds for
+	// peers that are not in their room (the offline hold), all senders
+	// together; each sender's are bounded as its mailbox is (MailboxMessages
+	// and MailboxBytes). Defaults: 65536 messages and 64 MiB.
+	HeldMessages int
+	HeldBytes    int
+
 	// OfflineHold is how long a message to a peer that is not in the room
 	// waits for it. Default: 10 s.
 	OfflineHold time.Duration
@@ -96,6 +103,12 @@ func (o *Options) init() {
 	}
 	if o.MailboxBytes <= 0 {
 		o.MailboxBytes = 1 << 20
+	}
+	if o.HeldMessages <= 0 {
+		o.HeldMessages = 65536
+	}
+	if o.HeldBytes <= 0 {
+		o.HeldBytes = 64 << 20
 	}
 	if o.ResumeWindow <= 0 {
 		o.ResumeWindow = 30 * time.Second

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -27,6 +29,7 @@ const maxBatch = 256
 type Session struct {
 	b         *Broker
 	id        string // the secret: resume credential and long-poll address
+	logID     string // what logs show of the session (see ID)
 	peer      string
 	room      *room
 	transport string
@@ -39,8 +42,7 @@ type Session struct {
 	handling sync.Mutex
 
 	mu      sync.Mutex
-	mb      mailbox
-	direct  [][]byte // frames without seq (pong), not kept for resume
+	mb      mailbox // the frames without seq too, with a Store
 	notify  chan struct{}
 	ready   func() // OnPending's callback, called once
 	closed  bool
@@ -50,7 +52,17 @@ type Session struct {
 	timer   *time.Timer
 	limiter bucket
 	seen    map[string]time.Time // envelope ids, for dropping retries
-	known   []string             // the other peers this session was told of
+
+	// heldMsgs and heldBytes count this session's messages held for absent
+	// peers (the offline hold), bounded as its mailbox is.
+	heldMsgs  int
+	heldBytes int
+
+	// refusals are logged at most once per refusalLogEvery: the next time
+	// one may be, and how many were held back since.
+	refusalNext time.Time
+	refusalHeld int
+	known       []string // the other peers this session was told of
 
 	// In a cluster with a Store, the store is the mailbox (mb is unused) and
 	// storeLast is the last seq this node has heard of. tail is a copy of
@@ -80,8 +92,21 @@ func (s *Session) Peer() string { return s.peer }
 // Room is the session's room id.
 func (s *Session) Room() string { return s.room.id }
 
-// ID is the session secret. It is a credential: never log it.
-func (s *Session) ID() string { return s.id }
+// ID is the session's name in logs: 12 hex digits of a hash of its secret,
+// the same on every node of a cluster. It is not a credential, and tells
+// nothing of the secret: transports log it rather than any part of the secret.
+func (s *Session) ID() string { return s.logID }
+
+// Secret is the session secret: the resume credential and the long-poll
+// address. Never log it, nor any part of it.
+func (s *Session) Secret() string { return s.id }
+
+// LogID is the name in logs (Session.ID) of the session whose secret is
+// secret: for a transport that logs a secret it was shown.
+func LogID(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:6])
+}
 
 // Transport is the name of the transport that last carried the session.
 func (s *Session) Transport() string {
@@ -90,10 +115,10 @@ func (s *Session) Transport() string {
 	return s.transport
 }
 
-// LogValue keeps the secret out of logs: only a prefix is shown.
+// LogValue keeps the secret out of logs: the session is shown by its ID.
 func (s *Session) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("room", s.room.id), slog.String("peer", s.peer),
-		slog.String("session", s.id[:6]))
+		slog.String("id", s.logID))
 }
 
 // Attach marks a new live connection for the session and supersedes the
@@ -167,8 +192,7 @@ func (s *Session) Pending(after uint64) (frames [][]byte, last uint64, wait <-ch
 			s.notify = make(chan struct{})
 		}
 		wait = s.notify // taken before looking, so that no wake is missed
-		direct, closed, newer := s.direct, s.closed, s.storeLast > after
-		s.direct = nil
+		direct, closed, newer := s.mb.takeDirect(), s.closed, s.storeLast > after
 		s.mu.Unlock()
 		if len(direct) == 0 && !closed && !newer {
 			return nil, after, wait, nil
@@ -203,8 +227,7 @@ func (a *Attachment) Take(after uint64) (frames [][]byte, last uint64, err error
 		defer s.mu.Unlock()
 		return s.takeLocked(after)
 	}
-	direct, closed := s.direct, s.closed
-	s.direct = nil
+	direct, closed := s.mb.takeDirect(), s.closed
 	s.mu.Unlock()
 	return s.takeStored(after, direct, closed)
 }
@@ -259,7 +282,7 @@ func (a *Attachment) OnPending(after uint64, fn func()) {
 		s.mu.Unlock()
 		return
 	}
-	now := s.closed || len(s.direct) > 0 || s.lastLocked() > after
+	now := s.closed || len(s.mb.direct) > 0 || s.lastLocked() > after
 	if !now {
 		s.ready = fn
 	}
@@ -271,8 +294,7 @@ func (a *Attachment) OnPending(after uint64, fn func()) {
 
 func (s *Session) takeLocked(after uint64) (frames [][]byte, last uint64, err error) {
 	last = after
-	frames = append(frames, s.direct...)
-	s.direct = nil
+	frames = append(frames, s.mb.takeDirect()...)
 	es, ok := s.mb.after(after, maxBatch)
 	if !ok {
 		return nil, after, Errorf(CodeSessionExpired, "messages after seq %d were forgotten", after)
@@ -477,7 +499,7 @@ func (s *Session) enqueue(f frame) error {
 	s.mu.Unlock()
 	s.b.m.queued(delta)
 	if !ok {
-		go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d waited", s.b.opts.MailboxMessages), ReasonTimeout)
+		s.slow()
 	}
 	return nil
 }
@@ -505,19 +527,36 @@ func (s *Session) enqueueStored(f frame, max int) error {
 		s.b.wakeElsewhere(s, seq)
 	}
 	if slow {
-		go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d waited", max), ReasonTimeout)
+		s.slow()
 	}
 	return nil
 }
 
-// sendDirect queues a frame that carries no seq.
+// slow ends the session with slow-consumer, in the background, since the
+// caller may hold room locks.
+func (s *Session) slow() {
+	o := s.b.opts
+	go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d messages or %d bytes waited", o.MailboxMessages, o.MailboxBytes), ReasonTimeout)
+}
+
+// sendDirect queues a frame that carries no seq. It counts against the
+// mailbox's bound like any other: a session that lets such frames pile up
+// is ended with slow-consumer.
 func (s *Session) sendDirect(data []byte) {
 	s.mu.Lock()
-	if !s.closed {
-		s.direct = append(s.direct, data)
-		s.wakeLocked()
+	if s.closed {
+		s.mu.Unlock()
+		return
 	}
+	before := s.mb.depth()
+	ok := s.mb.pushDirect(data)
+	delta := s.mb.depth() - before
+	s.wakeLocked()
 	s.mu.Unlock()
+	s.b.m.queued(delta)
+	if !ok {
+		s.slow()
+	}
 }
 
 // Refuse tells the peer that something it sent was refused, as an error
@@ -529,7 +568,14 @@ func (s *Session) Refuse(typ string, err error) {
 	if e.Code == CodeInternal {
 		level = slog.LevelError
 	}
-	s.logger().Log(context.Background(), level, "envelope refused", "type", typ, "code", e.Code, "error", err)
+	// What a client can make the broker log is bounded: a line per
+	// refusalLogEvery, which counts those held back; the metric counts all.
+	s.mu.Lock()
+	ok, held := throttle(&s.refusalNext, &s.refusalHeld, refusalLogEvery, time.Now())
+	s.mu.Unlock()
+	if ok || s.b.log.Enabled(context.Background(), slog.LevelDebug) {
+		logThrottled(s.logger(), ok, held, level, "envelope refused", "type", typ, "code", e.Code, "error", err)
+	}
 	if err := s.enqueue(newFrame(errorEnvelope(e))); err != nil && !errors.Is(err, ErrSessionClosed) {
 		// The mailbox cannot take it (the store is down): tell the peer on
 		// its live connection, without a seq, rather than not at all.

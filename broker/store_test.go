@@ -76,7 +76,7 @@ func TestSessionOutlivesItsNode(t *testing.T) {
 		send(i)
 	}
 	resumed, err := n2.Join(ctx, broker.JoinRequest{Room: "r", Peer: "bob", Transport: "test",
-		Resume: &broker.Resume{Session: bob.Session.ID(), LastSeq: after}})
+		Resume: &broker.Resume{Session: bob.Session.Secret(), LastSeq: after}})
 	if err != nil {
 		t.Fatalf("resume on n2: %v", err)
 	}
@@ -259,7 +259,7 @@ func TestMessageStoredWhileTakenOver(t *testing.T) {
 	alice, bob := joinOn(t, n1, "alice"), joinOn(t, n2, "bob")
 	time.Sleep(20 * time.Millisecond)
 	last := bob.Session.LastSeq()
-	st.session.Store(bob.Session.ID())
+	st.session.Store(bob.Session.Secret())
 	sent := make(chan error, 1)
 	go func() {
 		sent <- alice.Session.HandleRaw(ctx, []byte(`{"type":"message","to":"bob","payload":"in between"}`))
@@ -267,7 +267,7 @@ func TestMessageStoredWhileTakenOver(t *testing.T) {
 	<-st.entered // alice's message is on its way into the store
 	n2.Close(broker.ReasonKicked)
 	resumed, err := n1.Join(ctx, broker.JoinRequest{Room: "r", Peer: "bob", Transport: "test",
-		Resume: &broker.Resume{Session: bob.Session.ID(), LastSeq: last}})
+		Resume: &broker.Resume{Session: bob.Session.Secret(), LastSeq: last}})
 	if err != nil || !resumed.Resumed {
 		t.Fatalf("resume on n1: %+v, %v", resumed, err)
 	}
@@ -338,7 +338,7 @@ func TestMessageStoredByTheOldNode(t *testing.T) {
 	ctx := context.Background()
 	alice, bob := joinOn(t, n1, "alice"), joinOn(t, n1, "bob")
 	bp.hold.Store(true)
-	onN2, ok := n2.Session(bob.Session.ID())
+	onN2, ok := n2.Session(bob.Session.Secret())
 	if !ok || onN2 == bob.Session {
 		t.Fatal("n2 did not take bob's session over")
 	}
@@ -368,7 +368,7 @@ func TestMessageStoredByTheOldNode(t *testing.T) {
 	if !errors.Is(err, broker.ErrSessionMoved) || !errors.Is(err, broker.ErrSessionClosed) {
 		t.Fatalf("the old copy handled an envelope: %v", err)
 	}
-	back, ok := n1.Session(bob.Session.ID())
+	back, ok := n1.Session(bob.Session.Secret())
 	if !ok || back == bob.Session {
 		t.Fatal("n1 did not take bob's session back")
 	}
@@ -385,7 +385,7 @@ func TestNoWordOfItself(t *testing.T) {
 	st := &broker.MemoryStore{}
 	n1, n2 := clusterNode(t, "n1", bp, st, broker.Options{}), clusterNode(t, "n2", bp, st, broker.Options{})
 	alice, bob := joinOn(t, n2, "alice"), joinOn(t, n1, "bob")
-	onN2, ok := n2.Session(bob.Session.ID())
+	onN2, ok := n2.Session(bob.Session.Secret())
 	if !ok {
 		t.Fatal("n2 did not take bob's session over")
 	}

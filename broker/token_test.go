@@ -162,10 +162,10 @@ func TestJoinWithToken(t *testing.T) {
 		t.Fatalf("join as bob with alice's token: %v", err)
 	}
 	// A resume needs the token too.
-	if _, err := b.Join(ctx, JoinRequest{Room: "demo", Resume: &Resume{Session: j.Session.ID(), LastSeq: 1}}); AsError(err).Code != CodeUnauthorized {
+	if _, err := b.Join(ctx, JoinRequest{Room: "demo", Resume: &Resume{Session: j.Session.Secret(), LastSeq: 1}}); AsError(err).Code != CodeUnauthorized {
 		t.Fatalf("resume without a token: %v", err)
 	}
-	if _, err := b.Join(ctx, JoinRequest{Room: "demo", Token: tok, Resume: &Resume{Session: j.Session.ID(), LastSeq: 1}}); err != nil {
+	if _, err := b.Join(ctx, JoinRequest{Room: "demo", Token: tok, Resume: &Resume{Session: j.Session.Secret(), LastSeq: 1}}); err != nil {
 		t.Fatalf("resume with the token: %v", err)
 	}
 	if b.Sessions() != 1 {

@@ -61,6 +61,9 @@ type Transport struct {
 	opts Options
 	b    *broker.Broker
 	log  *slog.Logger
+	// refusedLog bounds what clients can make us log: a line per interval,
+	// the rest counted.
+	refusedLog broker.LogLimiter
 
 	mu       sync.Mutex
 	stopping bool
@@ -137,7 +140,7 @@ func (t *Transport) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Code == broker.CodeInternal {
 		level = slog.LevelError
 	}
-	t.log.Log(r.Context(), level, "request refused", "method", r.Method, "route", routePattern(r), "code", e.Code, "error", err)
+	t.refusedLog.Log(t.log, level, "request refused", "method", r.Method, "route", routePattern(r), "code", e.Code, "error", err)
 	writeJSON(w, e.Code.HTTPStatus(), broker.ErrorFrame(e))
 }
 

@@ -320,3 +320,14 @@ func TestSecretOfAnotherTransportRefused(t *testing.T) {
 		t.Fatalf("poll after the resume: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestJoinWhileShuttingDown: a join that comes while the broker drains is
+// answered 503 with a shutting-down error.
+func TestJoinWhileShuttingDown(t *testing.T) {
+	url, b := start(t, broker.Options{})
+	b.Drain()
+	resp, body := request(t, "POST", url+"/v1/sessions", `{"type":"join","room":"r","id":"j1","payload":{"peer":"a"}}`)
+	if resp.StatusCode != 503 || !strings.Contains(body, `"code":"shutting-down"`) || !strings.Contains(body, `"ref":"j1"`) {
+		t.Fatalf("join while draining: %d %s, want 503 and a shutting-down error", resp.StatusCode, body)
+	}
+}

@@ -89,6 +89,8 @@ type Transport struct {
 	window   int // most envelopes published to a peer and not yet acknowledged
 	windowB  int // most bytes of them
 	joinSlot chan struct{}
+	dropLog  broker.LogLimiter // what a publisher to Prefix:in can make us log is bounded
+	joinLog  broker.LogLimiter
 
 	mu       sync.Mutex
 	sub      *subscription
@@ -236,14 +238,6 @@ func parseInbound(data []byte) (inbound, bool) {
 	return in, true
 }
 
-// secretPrefix is what the log may show of a presented session secret.
-func secretPrefix(s string) string {
-	if len(s) > 6 {
-		return s[:6]
-	}
-	return s
-}
-
 // receive takes one message from Prefix:in. It runs on the subscription's
 // goroutine, so it only sorts messages: envelopes of a joined session go to
 // that session's handler, joins to a goroutine of their own.
@@ -325,16 +319,16 @@ func (t *Transport) unknownSession(in inbound) {
 	if t.shared {
 		// Another node may carry it: every node reads Prefix:in.
 		t.m.dropped("unknown-session")
-		t.log.Debug("envelope for a session not on this node", "session_prefix", secretPrefix(in.session))
+		t.log.Debug("envelope for a session not on this node", "session_id", broker.LogID(in.session))
 		return
 	}
-	t.drop("unauthorized", "envelope with an unknown session", "type", truncate(in.typ), "room", truncate(in.room), "session_prefix", secretPrefix(in.session))
+	t.drop("unauthorized", "envelope with an unknown session", "type", truncate(in.typ), "room", truncate(in.room), "session_id", broker.LogID(in.session))
 }
 
 // drop logs and counts a message that nobody can be told about.
 func (t *Transport) drop(reason, msg string, args ...any) {
 	t.m.dropped(reason)
-	t.log.Info(msg+"; dropped", append([]any{"reason", reason}, args...)...)
+	t.dropLog.Log(t.log, slog.LevelInfo, msg+"; dropped", append([]any{"reason", reason}, args...)...)
 }
 
 func truncate(s string) string {
@@ -358,7 +352,7 @@ func (t *Transport) join(data []byte, in inbound) {
 		if e.Code == broker.CodeInternal {
 			level = slog.LevelError
 		}
-		t.log.Log(ctx, level, "join refused", "code", e.Code, "error", err, "room", truncate(in.room))
+		t.joinLog.Log(t.log, level, "join refused", "code", e.Code, "error", err, "room", truncate(in.room))
 		t.publishOnce(in.reply, broker.ErrorFrame(e))
 		return
 	}
@@ -435,10 +429,10 @@ func (t *Transport) serve(joined *broker.Joined, reply string) {
 			t.mu.Unlock()
 			return // the session waits, unattached, for a resume
 		}
-		p := t.peers[s.ID()]
+		p := t.peers[s.Secret()]
 		if p == nil {
 			p = newPeer(t, s)
-			t.peers[s.ID()] = p
+			t.peers[s.Secret()] = p
 			p.startHandler()
 		}
 		t.mu.Unlock()
@@ -451,8 +445,8 @@ func (t *Transport) serve(joined *broker.Joined, reply string) {
 // forget removes p from the transport if it is still there.
 func (t *Transport) forget(p *peer) {
 	t.mu.Lock()
-	if t.peers[p.sess.ID()] == p {
-		delete(t.peers, p.sess.ID())
+	if t.peers[p.sess.Secret()] == p {
+		delete(t.peers, p.sess.Secret())
 	}
 	t.mu.Unlock()
 }

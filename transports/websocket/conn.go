@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -180,8 +181,16 @@ func (c *conn) refuseJoin(err error) {
 			return
 		}
 	}
-	c.t.log.Info("join refused", "code", pe.Code, "error", pe, "remote", c.nc.RemoteAddr().String())
+	level := slog.LevelInfo
+	if pe.Code == broker.CodeInternal {
+		level = slog.LevelError
+	}
+	c.t.joinLog.Log(c.t.log, level, "join refused", "code", pe.Code, "error", pe, "remote", c.nc.RemoteAddr().String())
 	_ = c.write(broker.ErrorFrame(pe))
+	if errors.Is(err, broker.ErrShutdown) {
+		c.closeWith(closeGoingAway, "broker shutting down")
+		return
+	}
 	c.closeWith(closePolicyViolation, string(pe.Code))
 }
 

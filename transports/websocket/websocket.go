@@ -79,6 +79,7 @@ type Transport struct {
 	upgrader websocket.Upgrader
 	b        *broker.Broker
 	log      *slog.Logger
+	joinLog  broker.LogLimiter // refused joins: a line per interval, the rest counted
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}

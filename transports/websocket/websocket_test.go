@@ -190,3 +190,26 @@ func TestOriginSameOriginOnly(t *testing.T) {
 	}
 	ws.Close()
 }
+
+// TestJoinWhileShuttingDown: a join that comes while the broker drains gets
+// a shutting-down error, then close 1001: come back, or go to another node.
+func TestJoinWhileShuttingDown(t *testing.T) {
+	url, b := start(t, broker.Options{}, wstransport.Options{})
+	b.Drain()
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"r","id":"j1","payload":{"peer":"a"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, data, err := ws.ReadMessage()
+	if err != nil || !strings.Contains(string(data), `"code":"shutting-down"`) || !strings.Contains(string(data), `"ref":"j1"`) {
+		t.Fatalf("join while draining: %s, %v; want a shutting-down error", data, err)
+	}
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("want close 1001, got %v", err)
+	}
+}

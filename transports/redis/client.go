@@ -127,8 +127,13 @@ func (k keys) nodeEvents(node string) string { return k.prefix + ":events:" + no
 // confirms is the channel on which a node hears that its relays arrived.
 func (k keys) confirms(node string) string { return k.prefix + ":confirm:" + node }
 
-// reserved reports whether ch is one of the broker's own channels, which a
-// peer may not name as its reply channel.
-func (k keys) reserved(ch string) bool {
-	return ch == k.in() || ch == k.events() || strings.HasPrefix(ch, k.events()+":") || strings.HasPrefix(ch, k.prefix+":confirm:")
+// replyPrefix starts every reply channel: P:reply:<the peer's own name>.
+func (k keys) replyPrefix() string { return k.prefix + ":reply:" }
+
+// replyOK reports whether a join may name ch as its reply channel: only
+// P:reply:<name>, so that a publisher on P:in cannot have the broker publish
+// onto another peer's channel or an application's (and an ACL can grant
+// P:reply:* to peers).
+func (k keys) replyOK(ch string) bool {
+	return len(ch) > len(k.replyPrefix()) && len(ch) <= maxReply && strings.HasPrefix(ch, k.replyPrefix())
 }

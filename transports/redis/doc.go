@@ -8,10 +8,12 @@
 // [Transport] is for peers that reach Redis but not the broker's HTTP port.
 // With key prefix P (Options.Prefix, default "switchboard"):
 //
-//   - A peer subscribes to a reply channel of its own choosing (any name but
-//     P:in and P:events…), then publishes a join to P:in whose payload carries,
+//   - A peer subscribes to a reply channel of its own, P:reply:<a name of
+//     its choosing>, then publishes a join to P:in whose payload carries,
 //     beside what any join carries, "reply": "<that channel>". The broker
-//     publishes the welcome, or the error that refuses the join, there.
+//     publishes the welcome, or the error that refuses the join, there. A
+//     join naming any other channel is dropped unanswered: a publisher on
+//     P:in cannot have the broker publish onto another peer's channel.
 //   - After the join, the broker publishes everything for the peer to
 //     P:peer:<room>:<peer>, in seq order. A peer that names its id in the join
 //     subscribes to that channel before joining; one that lets the broker

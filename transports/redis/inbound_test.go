@@ -40,18 +40,46 @@ func TestParseInbound(t *testing.T) {
 	}
 }
 
-func TestReservedChannels(t *testing.T) {
+func TestReplyChannels(t *testing.T) {
 	k := newKeys("sb:")
 	for ch, want := range map[string]bool{
-		"sb:in": true, "sb:events": true, "sb:events:node1": true,
-		"sb:reply:1": false, "sb:peer:r:a": false, "sb:inbox": false, "other:in": false,
+		"sb:reply:1": true, "sb:reply:a:b": true,
+		"sb:in": false, "sb:events": false, "sb:events:node1": false, "sb:confirm:n": false,
+		"sb:peer:r:a": false, "sb:reply:": false, "sb:replyx": false, "other:reply:1": false, "app": false, "": false,
+		"sb:reply:" + strings.Repeat("x", 300): false,
 	} {
-		if k.reserved(ch) != want {
-			t.Errorf("reserved(%q) = %v", ch, !want)
+		if k.replyOK(ch) != want {
+			t.Errorf("replyOK(%q) = %v", ch, !want)
 		}
 	}
 	if k.peer("r", "a") != "sb:peer:r:a" || k.in() != "sb:in" || newKeys("").in() != "switchboard:in" {
 		t.Error("channel names")
+	}
+}
+
+// An envelope nested deeper than encoding/json reads still yields its
+// session, so that its sender is told it was refused.
+func TestParseInboundDeep(t *testing.T) {
+	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
+	cases := []struct {
+		in         string
+		ok         bool
+		typ, room  string
+		session    string
+		hasSession bool
+	}{
+		{`{"type":"message","payload":` + deep + `,"session":"abc","room":"r"}`, true, "message", "r", "abc", true},
+		{`{"session":{"x":` + deep + `},"type":"ping"}`, true, "ping", "", "", true},
+		{`{"type":"message","payload":` + deep + `}`, true, "message", "", "", false},
+		{`{"type":"message","payload":` + deep + `,}`, false, "", "", "", false},
+		{`{"type":"message","payload":` + deep[:30000] + `}`, false, "", "", "", false},
+		{`{"type":"message","payload":` + deep + `} x`, false, "", "", "", false},
+	}
+	for _, c := range cases {
+		in, ok := parseInbound([]byte(c.in))
+		if ok != c.ok || in.typ != c.typ || in.room != c.room || in.session != c.session || in.hasSession != c.hasSession {
+			t.Errorf("%.60s…: got %+v %v", c.in, in, ok)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -212,8 +213,13 @@ func parseInbound(data []byte) (inbound, bool) {
 		Payload json.RawMessage `json:"payload"`
 	}
 	data = bytes.TrimSpace(data)
-	if len(data) == 0 || data[0] != '{' || json.Unmarshal(data, &w) != nil {
+	if len(data) == 0 || data[0] != '{' {
 		return inbound{}, false
+	}
+	if json.Unmarshal(data, &w) != nil {
+		// encoding/json stops at 10,000 levels: an envelope nested deeper
+		// is still answered, if its session is good, with the broker's refusal.
+		return parseDeep(data)
 	}
 	var in inbound
 	_ = json.Unmarshal(w.Type, &in.typ)
@@ -234,6 +240,62 @@ func parseInbound(data []byte) (inbound, bool) {
 				in.resume = &r
 			}
 		}
+	}
+	return in, true
+}
+
+// parseDeep is parseInbound for an object that encoding/json cannot read:
+// it takes the type, session and room from its top level, stepping over
+// nested values at any depth (the decoder keeps their nesting on the heap,
+// not the stack). It fails when data is not a JSON object.
+func parseDeep(data []byte) (inbound, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return inbound{}, false
+	}
+	var in inbound
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return inbound{}, false
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return inbound{}, false
+		}
+		if key == "session" {
+			in.hasSession = true
+		}
+		switch v := tok.(type) {
+		case string:
+			switch key {
+			case "type":
+				in.typ = v
+			case "session":
+				in.session = v
+			case "room":
+				in.room = v
+			}
+		case json.Delim: // an object or array: stepped over
+			for depth := 1; depth > 0; {
+				tok, err := dec.Token()
+				if err != nil {
+					return inbound{}, false
+				}
+				switch tok {
+				case json.Delim('{'), json.Delim('['):
+					depth++
+				case json.Delim('}'), json.Delim(']'):
+					depth--
+				}
+			}
+		}
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return inbound{}, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return inbound{}, false
 	}
 	return in, true
 }
@@ -274,8 +336,9 @@ func (t *Transport) receive(msg *redis.Message) {
 		t.drop("unauthorized", "envelope without a session", "type", truncate(in.typ), "room", truncate(in.room))
 		return
 	}
-	if in.reply == "" || len(in.reply) > maxReply || t.keys.reserved(in.reply) {
-		t.drop("no-reply", "join without a usable reply channel", "room", truncate(in.room))
+	if !t.keys.replyOK(in.reply) {
+		t.drop("no-reply", "join without a usable reply channel (it must be "+t.keys.replyPrefix()+"<name>, at most 256 bytes)",
+			"room", truncate(in.room), "reply", truncate(in.reply))
 		return
 	}
 	select {

@@ -140,6 +140,11 @@ func TestUnauthorizedEnvelopesAreDropped(t *testing.T) {
 		// A join without a reply channel, and one naming the input channel.
 		`{"type":"join","room":"r","payload":{"peer":"mallory"}}`,
 		`{"type":"join","room":"r","payload":{"peer":"mallory","reply":"` + in + `"}}`,
+		// Joins naming another peer's channel, or an application's: the
+		// welcome or the refusal would land there.
+		`{"type":"join","room":"r","payload":{"peer":"mallory","reply":"` + n.prefix + `:peer:r:alice"}}`,
+		`{"type":"join","room":"r","id":"forged","payload":{"peer":"alice","reply":"` + n.prefix + `:peer:r:bob"}}`,
+		`{"type":"join","room":"r","payload":{"peer":"mallory","reply":"` + n.prefix + `:reply:"}}`,
 		// Not an envelope at all.
 		`not json`,
 	}
@@ -150,7 +155,7 @@ func TestUnauthorizedEnvelopesAreDropped(t *testing.T) {
 	}
 	quiet(t, alice, 200*time.Millisecond)
 	quiet(t, bob, 0)
-	want := map[string]float64{"unauthorized": 3, "no-reply": 2, "malformed": 1}
+	want := map[string]float64{"unauthorized": 3, "no-reply": 5, "malformed": 1}
 	for reason, n := range want {
 		if got := gather(t, reg, "switchboard_redis_dropped_total", reason); got != n {
 			t.Errorf("dropped %s: %v, want %v", reason, got, n)
@@ -498,5 +503,21 @@ func TestSharedInboxTakesNothingOver(t *testing.T) {
 			t.Fatalf("round %d: %d nodes carry the session", round, n)
 		}
 		p = p2
+	}
+}
+
+// An envelope nested deeper than any JSON reader goes, with a good session,
+// is refused to its sender, not dropped unheard; the session goes on.
+func TestDeepEnvelopeRefused(t *testing.T) {
+	srv := redistest.Start(t)
+	n := startNode(t, srv, broker.Options{}, redistransport.Options{})
+	d := redistest.Dial(srv.Client(t), n.prefix)
+	a, _ := brokertest.Join(t, d, "r", "a")
+	deep := strings.Repeat("[", 12000) + strings.Repeat("]", 12000)
+	a.Send(`{"type":"message","id":"deep","payload":` + deep + `}`)
+	a.ExpectError("bad-request", "deep")
+	a.Send(`{"type":"ping","payload":"after"}`)
+	if env := a.Expect(broker.TypePong); string(env.Payload) != `"after"` {
+		t.Fatalf("pong: %s", env.Raw)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,11 @@ const (
 	WriteTimeout      = 75 * time.Second
 	IdleTimeout       = 120 * time.Second
 	MaxHeaderBytes    = 64 << 10
+	// ShutdownGrace is how long a request in flight when shutdown starts
+	// may go on reading its body or writing its answer; past it, its
+	// connection's reads and writes fail, so that a stalled client (a
+	// trickled body, say) cannot hold shutdown up.
+	ShutdownGrace = time.Second
 )
 
 // Options configures a Server. The zero value of every field means its default.
@@ -66,6 +72,15 @@ type Server struct {
 	router   chi.Router
 	srv      *http.Server
 	shutting atomic.Bool
+
+	// base is the context of every request: cancelled when shutdown
+	// starts, so that handlers waiting on it (a long-poll GET) answer at once.
+	base       context.Context
+	cancelBase context.CancelFunc
+
+	connsMu sync.Mutex
+	conns   map[net.Conn]http.ConnState // connections not hijacked or closed
+	cutAt   time.Time                   // set when shutdown starts: the deadline of every connection
 }
 
 // New returns a server for b that mounts every transport in ts that is a
@@ -83,7 +98,8 @@ func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 	if len(opts.Origins.Allowed) == 0 {
 		opts.Origins.Allowed = opts.AllowedOrigins
 	}
-	s := &Server{opts: opts, b: b}
+	s := &Server{opts: opts, b: b, conns: make(map[net.Conn]http.ConnState)}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
 	r := chi.NewRouter()
 	r.Use(recoverer(b.Logger()))
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -130,8 +146,27 @@ func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(b.Logger().Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return s.base },
+		ConnState:         s.connState,
 	}
 	return s
+}
+
+// connState keeps track of the connections that a shutdown may have to cut.
+func (s *Server) connState(c net.Conn, state http.ConnState) {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	switch state {
+	case http.StateHijacked, http.StateClosed:
+		delete(s.conns, c)
+		return
+	case http.StateNew, http.StateActive:
+		if !s.cutAt.IsZero() {
+			// A request begun during shutdown gets what is left of the grace.
+			_ = c.SetDeadline(s.cutAt)
+		}
+	}
+	s.conns[c] = state
 }
 
 // Handler returns the server's router, e.g. for httptest.
@@ -170,9 +205,24 @@ func (s *Server) ListenAndServe() error {
 }
 
 // Shutdown stops accepting connections and waits, until ctx ends, for the
-// requests in flight. Upgraded WebSocket connections are the transport's to close.
+// requests in flight. It cancels every request's context at once (a waiting
+// long-poll GET answers), and gives a request ShutdownGrace to finish
+// reading and writing before its connection's reads and writes fail (a
+// trickled body is cut). Upgraded WebSocket connections are the
+// transport's to close. Calling it again is harmless.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutting.Store(true)
+	s.cancelBase()
+	s.connsMu.Lock()
+	if s.cutAt.IsZero() {
+		s.cutAt = time.Now().Add(ShutdownGrace)
+		for c, state := range s.conns {
+			if state == http.StateNew || state == http.StateActive {
+				_ = c.SetDeadline(s.cutAt)
+			}
+		}
+	}
+	s.connsMu.Unlock()
 	return s.srv.Shutdown(ctx)
 }
 

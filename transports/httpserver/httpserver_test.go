@@ -137,3 +137,69 @@ type plainTransport struct{}
 
 func (plainTransport) Name() string                                    { return "plain-test" }
 func (plainTransport) Run(ctx context.Context, _ *broker.Broker) error { <-ctx.Done(); return nil }
+
+// stallTransport is an HTTP transport whose one route reads its request's
+// body, telling the test when it has started.
+type stallTransport struct{ reading chan struct{} }
+
+func (stallTransport) Name() string                                    { return "stall" }
+func (stallTransport) Run(ctx context.Context, _ *broker.Broker) error { <-ctx.Done(); return nil }
+func (st stallTransport) Mount(mux broker.Mux, _ *broker.Broker) {
+	mux.Handle("POST /stall", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(st.reading)
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	}))
+	mux.Handle("GET /wait", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		_, _ = w.Write([]byte("[]"))
+	}))
+}
+
+// TestShutdownCutsStalledRequests: a client that stops sending its body,
+// and a request waiting on its context, do not hold shutdown up: it ends
+// cleanly, well within its time.
+func TestShutdownCutsStalledRequests(t *testing.T) {
+	b := broker.New(broker.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	st := stallTransport{reading: make(chan struct{})}
+	srv := httpserver.New(b, httpserver.Options{}, st)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"type\":"); err != nil {
+		t.Fatal(err)
+	}
+	<-st.reading
+	waited := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/wait")
+		if err != nil {
+			waited <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		waited <- string(body)
+	}()
+	// Shutdown may wait for the GET to arrive; it is answered either way.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v (a stalled request held it for its whole time)", err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if got := <-waited; got != "[]" && !strings.Contains(got, "connection refused") {
+		t.Fatalf("waiting request: %q", got)
+	}
+}

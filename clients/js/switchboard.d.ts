@@ -3,14 +3,70 @@
 /** The version of the signaling protocol this client speaks. */
 export const PROTOCOL_VERSION: 1;
 
-/** The values of the `transport` option. */
-export const TRANSPORTS: readonly TransportOption[];
+/** The built-in values of the `transport` option. */
+export const TRANSPORTS: readonly ("auto" | "websocket" | "longpoll")[];
 
-/** What connect() may use: "auto" tries WebSocket, then long-polling. */
-export type TransportOption = "auto" | "websocket" | "longpoll";
+/**
+ * What connect() may use: "auto" tries WebSocket, then long-polling; the name of a built-in
+ * transport or of one added with registerTransport(); or a Transport object itself.
+ */
+export type TransportOption = "auto" | "websocket" | "longpoll" | (string & {}) | Transport;
 
-/** A transport a Signaling can be using. */
-export type TransportName = "websocket" | "longpoll";
+/** The name of the transport a Signaling is using: "websocket", "longpoll" or a custom one's. */
+export type TransportName = "websocket" | "longpoll" | (string & {});
+
+/**
+ * A custom transport, as the Go client's RegisterTransport takes one: the wire that a broker
+ * transport of the same name serves. It only moves envelopes; the client acknowledges
+ * (`ack` envelopes), confirms its writes and detects dead connections (`ping`), reconnects
+ * and resumes, as on WebSocket.
+ *
+ *     const sse: Transport = {
+ *       name: "sse",
+ *       async open({ base, signal, receive, closed }) {
+ *         // connect; call receive(envelope) for each envelope from the broker, in order, and
+ *         // closed(error) if the connection ends by itself
+ *         return { send: (envelope) => post(envelope), close: () => source.close() };
+ *       },
+ *     };
+ *     registerTransport(sse); // then connect({ url, room, transport: "sse" }), or:
+ *     await connect({ url, room, transport: sse });
+ */
+export interface Transport {
+  /** The transport's name, as the broker's transport of the same wire is registered. */
+  readonly name: string;
+  /**
+   * Connects to the broker and resolves once envelopes can be sent. Reject, or call
+   * `closed`, with a SignalingError of code "unreachable" when the broker cannot be reached:
+   * "auto" and reconnecting then try again.
+   */
+  open(context: TransportContext): TransportChannel | Promise<TransportChannel>;
+}
+
+/** What Transport.open gets. */
+export interface TransportContext {
+  /** The broker's http(s) base URL, without a trailing slash. */
+  base: string;
+  /** The Signaling's options, defaults applied (fetchImpl, WebSocketImpl, timeouts...). */
+  options: Readonly<ConnectOptions>;
+  /** Aborts when the client gives up before open settles. */
+  signal: AbortSignal;
+  /** Call with every envelope from the broker, in order: an object, or its JSON text. */
+  receive(envelope: Envelope | string): void;
+  /** Call once when the connection ends by itself (not after close()). */
+  closed(error?: SignalingError): void;
+}
+
+/** An open connection of a custom transport. */
+export interface TransportChannel {
+  /** Writes one envelope; the first is the join. Envelopes must reach the broker in order. */
+  send(envelope: Envelope): void | Promise<void>;
+  /** Ends the connection. */
+  close(): void;
+}
+
+/** Adds a custom transport, so that connect({ transport: name }) uses it. Throws a TypeError for a name taken. */
+export function registerTransport(transport: Transport): void;
 
 /** The state of a Signaling. */
 export type SignalingState = "connecting" | "open" | "reconnecting" | "closed";
@@ -71,7 +127,7 @@ export interface ConnectOptions {
   peer?: string;
   /** The join token, or a function that returns a fresh one for each join. */
   token?: string | (() => string | Promise<string>);
-  /** Default "auto". */
+  /** Default "auto". A registered transport's name, or a Transport object, picks a custom one. */
   transport?: TransportOption;
   /** Shown to other peers; a function gets the name of the transport being tried. */
   meta?: Record<string, unknown> | ((transport: TransportName) => Record<string, unknown>);

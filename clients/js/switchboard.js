@@ -33,8 +33,46 @@
 /** PROTOCOL_VERSION is the version of the signaling protocol this client speaks. */
 export const PROTOCOL_VERSION = 1;
 
-/** TRANSPORTS lists the values of the `transport` option. */
+/** TRANSPORTS lists the built-in values of the `transport` option. */
 export const TRANSPORTS = Object.freeze(["auto", "websocket", "longpoll"]);
+
+// registered holds the transports added with registerTransport, by name.
+const registered = new Map();
+
+/**
+ * registerTransport adds a custom transport, so that `connect({transport: name})` uses it, as
+ * the Go client's RegisterTransport does. A transport is an object `{name, open}`:
+ *
+ * - `name`: its name, as the broker's transport of the same wire is registered;
+ * - `open({base, options, signal, receive, closed})`: connects to the broker at `base` (its
+ *   http(s) base URL, no trailing slash) and returns, or resolves with, a channel
+ *   `{send(envelope), close()}` once envelopes can be sent. `send` writes one envelope to the
+ *   broker (it may return a promise; envelopes must reach the broker in the order sent), the
+ *   first one being the join; `close` ends the connection. The transport calls
+ *   `receive(envelope)` with every envelope from the broker, in order (an object, or its JSON
+ *   text), the welcome or error answering the join included, and `closed(error)` once if the
+ *   connection ends by itself. `signal` aborts when the client gives up before open settles.
+ *   Reject (or call closed) with a SignalingError of code "unreachable" for a broker that
+ *   cannot be reached: "auto" then tries the next transport, and reconnecting tries again.
+ *
+ * The client does the rest as on WebSocket: it acknowledges what it delivered with `ack`
+ * envelopes, confirms its writes and finds dead connections with `ping`, reconnects and
+ * resumes. A transport object may also be given to connect() directly, unregistered.
+ * @param {{name: string, open: Function}} transport
+ */
+export function registerTransport(transport) {
+  checkTransport(transport);
+  if (TRANSPORTS.includes(transport.name) || registered.has(transport.name)) {
+    throw new TypeError(`switchboard: transport ${transport.name} is already registered`);
+  }
+  registered.set(transport.name, transport);
+}
+
+function checkTransport(t) {
+  if (typeof t?.name !== "string" || t.name === "" || typeof t.open !== "function") {
+    throw new TypeError("switchboard: a transport is an object with a name and an open function");
+  }
+}
 
 const DEFAULTS = Object.freeze({
   transport: "auto",
@@ -136,6 +174,7 @@ export class Signaling extends EventTarget {
   #options;
   #state = "connecting";
   #transport = null;
+  #using = null; // the transport in use: a name or a transport object
   #conn = null;
   #peer;
   #session = null;
@@ -156,8 +195,10 @@ export class Signaling extends EventTarget {
    * @param {string} [options.peer] this peer's id; absent, the broker picks one.
    * @param {string | (() => string | Promise<string>)} [options.token] the join token, or a
    *   function that returns a fresh one for each join (reconnects included).
-   * @param {"auto" | "websocket" | "longpoll"} [options.transport] default "auto": WebSocket,
-   *   or long-polling when a WebSocket cannot connect.
+   * @param {"auto" | "websocket" | "longpoll" | string | {name: string, open: Function}}
+   *   [options.transport] default "auto": WebSocket, or long-polling when a WebSocket cannot
+   *   connect; or the name of a transport added with {@link registerTransport}, or such a
+   *   transport object itself.
    * @param {object | ((transport: string) => object)} [options.meta] shown to other peers; a
    *   function gets the name of the transport being tried.
    * @param {typeof WebSocket} [options.WebSocketImpl] default globalThis.WebSocket.
@@ -182,8 +223,10 @@ export class Signaling extends EventTarget {
     const given = Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined));
     const o = { ...DEFAULTS, ...given };
     if (!o.url || !o.room) throw new TypeError("switchboard: url and room are required");
-    if (!TRANSPORTS.includes(o.transport)) {
-      throw new TypeError(`switchboard: transport must be one of ${TRANSPORTS.join(", ")}`);
+    if (typeof o.transport === "object") checkTransport(o.transport);
+    else if (!TRANSPORTS.includes(o.transport) && !registered.has(o.transport)) {
+      const names = [...TRANSPORTS, ...registered.keys()].join(", ");
+      throw new TypeError(`switchboard: transport must be one of ${names}, or a transport object`);
     }
     o.base = httpBase(o.url);
     o.WebSocketImpl ??= globalThis.WebSocket;
@@ -207,7 +250,7 @@ export class Signaling extends EventTarget {
     return this.#session;
   }
 
-  /** transport is "websocket" or "longpoll": the one in use (null before the welcome). */
+  /** transport is the name of the transport in use, such as "websocket" (null before the welcome). */
   get transport() {
     return this.#transport;
   }
@@ -282,7 +325,7 @@ export class Signaling extends EventTarget {
   // option allows: "auto" tries long-polling when a WebSocket is unreachable.
   async #join(resume) {
     const o = this.#options;
-    const kinds = this.#transport ? [this.#transport]
+    const kinds = this.#using ? [this.#using]
       : o.transport === "auto" ? ["websocket", "longpoll"] : [o.transport];
     for (const [i, kind] of kinds.entries()) {
       try {
@@ -295,18 +338,21 @@ export class Signaling extends EventTarget {
 
   async #dial(kind, resume) {
     const o = this.#options;
+    const transport = typeof kind === "object" ? kind : kind === "websocket" ? webSocketTransport : registered.get(kind);
+    const name = transport?.name ?? kind;
     const token = typeof o.token === "function" ? await o.token() : o.token;
-    const meta = typeof o.meta === "function" ? o.meta(kind) : o.meta;
+    const meta = typeof o.meta === "function" ? o.meta(name) : o.meta;
     const payload = withoutUndefined({ peer: this.#peer, token, meta, resume });
     const join = { v: PROTOCOL_VERSION, type: "join", room: o.room, payload };
-    const Connection = kind === "websocket" ? WebSocketConnection : LongPollConnection;
-    const conn = new Connection(o, join, this.#hooks(kind));
+    const conn = transport ? new StreamConnection(o, join, this.#hooks(name), transport)
+      : new LongPollConnection(o, join, this.#hooks(name));
     const welcome = await conn.welcome;
     if (this.#state === "closed") {
       conn.leave();
       throw closedError();
     }
-    this.#transport = kind;
+    this.#transport = name;
+    this.#using = kind;
     this.#welcomed(conn, welcome);
   }
 
@@ -460,16 +506,39 @@ export class Signaling extends EventTarget {
   }
 }
 
-// WebSocketConnection carries one session over one WebSocket (GET /v1/ws). It acks what was
-// delivered, at least every ackEvery messages or ackInterval ms, and confirms what it wrote
-// with a ping: the broker handles a connection's frames in order, so its pong proves that
-// everything written before the ping arrived. The same ping, sent when idle, detects a dead
-// connection.
-class WebSocketConnection {
+// webSocketTransport is the WebSocket transport (GET /v1/ws, one envelope per text frame), a
+// transport object like a custom one.
+const webSocketTransport = Object.freeze({
+  name: "websocket",
+  open({ base, options, signal, receive, closed }) {
+    return new Promise((resolve, reject) => {
+      const ws = new options.WebSocketImpl(base.replace(/^http/, "ws") + "/v1/ws");
+      let opened = false;
+      const fail = (why) => (opened ? closed(unreachable(why)) : reject(unreachable(why)));
+      signal.addEventListener("abort", () => ws.close(1000));
+      ws.addEventListener("open", () => {
+        opened = true;
+        resolve({ send: (envelope) => ws.send(JSON.stringify(envelope)), close: () => ws.close(1000) });
+      });
+      ws.addEventListener("message", (e) => receive(e.data));
+      ws.addEventListener("error", () => fail("the WebSocket failed"));
+      ws.addEventListener("close", () => fail("the WebSocket closed"));
+    });
+  },
+});
+
+// StreamConnection carries one session over a transport object's channel: WebSocket, or a
+// custom transport. It acks what was delivered, at least every ackEvery messages or
+// ackInterval ms, and confirms what it wrote with a ping: the broker handles a connection's
+// envelopes in order, so its pong proves that everything written before the ping arrived. The
+// same ping, sent when idle, detects a dead connection.
+class StreamConnection {
   #options;
   #hooks;
   #join;
-  #ws;
+  #name;
+  #channel = null;
+  #abort = new AbortController();
   #settle; // resolve and reject of welcome, until it settles
   #connectTimer;
   #closed = false;
@@ -482,18 +551,37 @@ class WebSocketConnection {
   #confirms = []; // {n, resolve, reject}: writes awaiting a pong for n
   #heartbeat = null;
 
-  constructor(options, join, hooks) {
+  constructor(options, join, hooks, transport) {
     this.#options = options;
     this.#join = join;
     this.#hooks = hooks;
+    this.#name = transport.name;
     this.welcome = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
     this.#connectTimer = setTimeout(() => this.#fail(unreachable("no welcome in time")), options.connectTimeout);
-    const ws = new options.WebSocketImpl(options.base.replace(/^http/, "ws") + "/v1/ws");
-    this.#ws = ws;
-    ws.addEventListener("open", () => this.#write(join));
-    ws.addEventListener("message", (e) => this.#frame(e.data));
-    ws.addEventListener("error", () => this.#fail(unreachable("the WebSocket failed")));
-    ws.addEventListener("close", () => this.#fail(unreachable("the WebSocket closed")));
+    const lost = () => unreachable(`the ${this.#name} connection closed`);
+    let opening;
+    try {
+      opening = Promise.resolve(transport.open({
+        base: options.base,
+        options,
+        signal: this.#abort.signal,
+        receive: (data) => this.#frame(data),
+        closed: (error) => this.#fail(error instanceof SignalingError ? error : lost()),
+      }));
+    } catch (error) {
+      opening = Promise.reject(error);
+    }
+    opening.then(
+      (channel) => {
+        if (this.#closed) {
+          channel.close();
+          return;
+        }
+        this.#channel = channel;
+        this.#write(join);
+      },
+      (error) => this.#fail(error instanceof SignalingError ? error : unreachable(`${this.#name}: ${error?.message ?? error}`)),
+    );
   }
 
   start() {
@@ -507,7 +595,7 @@ class WebSocketConnection {
   }
 
   write(envelopes) {
-    if (this.#closed) return Promise.reject(unreachable("the WebSocket closed"));
+    if (this.#closed) return Promise.reject(unreachable(`the ${this.#name} connection closed`));
     for (const envelope of envelopes) this.#write(envelope);
     const n = (this.#written += envelopes.length);
     const confirmed = new Promise((resolve, reject) => this.#confirms.push({ n, resolve, reject }));
@@ -527,9 +615,10 @@ class WebSocketConnection {
     clearTimeout(this.#ackTimer);
     clearTimeout(this.#ping?.timer);
     clearInterval(this.#heartbeat);
-    for (const c of this.#confirms) c.reject(unreachable("the WebSocket closed"));
+    for (const c of this.#confirms) c.reject(unreachable(`the ${this.#name} connection closed`));
     this.#confirms = [];
-    this.#ws.close(1000);
+    this.#abort.abort();
+    this.#channel?.close();
   }
 
   #fail(error) {
@@ -541,7 +630,8 @@ class WebSocketConnection {
   }
 
   #frame(data) {
-    const envelope = parseEnvelope(data);
+    if (this.#closed) return;
+    const envelope = typeof data === "string" ? parseEnvelope(data) : data !== null && typeof data === "object" ? data : null;
     if (!envelope) {
       this.#hooks.error(new SignalingError("protocol", "the broker sent a frame that is not an envelope"));
       return;
@@ -613,7 +703,14 @@ class WebSocketConnection {
   }
 
   #write(envelope) {
-    this.#ws.send(JSON.stringify(envelope));
+    if (!this.#channel) return; // not open yet: the join goes first, then what is queued
+    let sent;
+    try {
+      sent = this.#channel.send(envelope);
+    } catch (error) {
+      sent = Promise.reject(error);
+    }
+    sent?.catch?.(() => this.#fail(unreachable(`the ${this.#name} connection could not send`)));
     this.#hooks.trace("out", envelope);
   }
 }

@@ -21,7 +21,7 @@
 // browser client and the demo page), and its transports section and
 // SWITCHBOARD_TRANSPORTS_<NAME>_<KEY> variables configure the custom
 // transport as they do the built-in ones. The built-in transports
-// (websocket, longpoll, redis) are always registered.
+// (websocket, longpoll, redis, email) are always registered.
 //
 // The subcommands:
 //
@@ -43,6 +43,7 @@ import (
 	"syscall"
 
 	// The built-in transports register themselves.
+	_ "github.com/switchboard-rtc/switchboard/transports/email"
 	_ "github.com/switchboard-rtc/switchboard/transports/longpoll"
 	_ "github.com/switchboard-rtc/switchboard/transports/redis"
 	_ "github.com/switchboard-rtc/switchboard/transports/websocket"

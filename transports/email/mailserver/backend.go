@@ -36,6 +36,8 @@ type store struct {
 	uidValidity uint32
 	closed      chan struct{}
 
+	changed chan struct{} // closed and replaced on every delivery
+
 	qmu   sync.Mutex
 	queue []backend.Update // updates for the IMAP server, in order
 	qwake chan struct{}
@@ -57,7 +59,22 @@ func newStore(domain string, open bool, maxAccounts, maxMessages int) *store {
 		qwake:       make(chan struct{}, 1),
 		uidValidity: uint32(time.Now().Unix()),
 		closed:      make(chan struct{}),
+		changed:     make(chan struct{}),
 	}
+}
+
+// messages returns a copy of the INBOX of address, and a channel that is
+// closed on the next delivery.
+func (s *store) messages(address string) ([][]byte, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out [][]byte
+	if u, ok := s.accounts[strings.ToLower(address)]; ok {
+		for _, m := range u.boxes["INBOX"].msgs {
+			out = append(out, m.Body)
+		}
+	}
+	return out, s.changed
 }
 
 var (
@@ -185,6 +202,8 @@ func (s *store) deliver(address string, raw []byte) error {
 	}
 	box.appendLocked(raw, []string{imap.RecentFlag}, time.Now())
 	status := box.statusLocked([]imap.StatusItem{imap.StatusMessages, imap.StatusRecent})
+	close(s.changed)
+	s.changed = make(chan struct{})
 	s.mu.Unlock()
 	s.notify(&backend.MailboxUpdate{Update: backend.NewUpdate(u.name, "INBOX"), MailboxStatus: status})
 	return nil

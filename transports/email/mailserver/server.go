@@ -162,6 +162,29 @@ func (s *Server) Deliver(from string, to []string, raw []byte) error {
 	return nil
 }
 
+// Messages returns the mail in the INBOX of address, oldest first (as
+// delivered, with Return-Path), for tests to look at directly.
+func (s *Server) Messages(address string) [][]byte {
+	m, _ := s.store.messages(address)
+	return m
+}
+
+// WaitMessages waits until the INBOX of address holds more than n mails,
+// then returns them all, oldest first; it fails when ctx ends first.
+func (s *Server) WaitMessages(ctx context.Context, address string, n int) ([][]byte, error) {
+	for {
+		m, changed := s.store.messages(address)
+		if len(m) > n {
+			return m, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return m, fmt.Errorf("mailserver: waiting for mail %d to %s: %w", n+1, address, ctx.Err())
+		}
+	}
+}
+
 // Close stops both servers, closes their connections and waits for their
 // goroutines. Closing twice is harmless.
 func (s *Server) Close() error {

@@ -35,7 +35,7 @@ func checkToken(secret []byte, token, room, peer string) (string, error) {
 		return "", nil
 	}
 	if token == "" {
-		return "", Errorf(CodeUnauthorized, "join needs a token")
+		return "", Errorf(CodeUnauthorized, "a token is needed")
 	}
 	var c TokenClaims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return secret, nil },

@@ -73,6 +73,13 @@ type Client struct {
 	nextPing    uint64        // confirm number of the next ping
 	pingOut     uint64        // confirm number of the ping awaiting its pong; 0: none
 	err         error         // why the Client ended; nil while it runs
+
+	iceMu      sync.Mutex
+	ice        []ICEServer   // the newest from the broker
+	iceExpires time.Time     // when their credentials expire; zero: never
+	iceUpdated chan struct{} // closed when ice is replaced
+	iceTimer   *time.Timer   // the next automatic refresh
+	iceStopped bool          // the Client has ended: no more refreshes
 }
 
 // written is an envelope written on a connection, awaiting the pong of the
@@ -113,6 +120,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		peers:      map[string]PeerInfo{},
 		queueSpace: make(chan struct{}),
 		nextPing:   1,
+		iceUpdated: make(chan struct{}),
 	}
 	c.log = opts.Logger.With("room", opts.Room, "transport", opts.Transport)
 	dctx, cancel := context.WithTimeout(ctx, opts.HandshakeTimeout)
@@ -127,6 +135,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("switchboard: malformed welcome: %s", welcome.Payload)
 	}
 	c.peer, c.session = w.Peer, w.Session
+	c.setICE(welcome.Payload)
 	for _, p := range w.Peers {
 		c.peers[p.Peer] = p
 	}
@@ -357,6 +366,7 @@ func (c *Client) setState(s State) {
 
 // finish ends the Client with err.
 func (c *Client) finish(err error) {
+	c.stopICE()
 	c.mu.Lock()
 	if c.err == nil {
 		c.err = err
@@ -469,6 +479,7 @@ func (c *Client) reconnect() (Conn, error) {
 				conn.Close(true)
 				return nil, &Error{Code: CodeSessionExpired, Message: "the broker did not resume the session"}
 			}
+			c.setICE(welcome.Payload)
 			c.log.Info("resumed", "attempt", attempt, "last_seq", c.lastSeq.Load())
 			return conn, nil
 		}
@@ -585,6 +596,9 @@ func (c *Client) take(ctx context.Context, env Envelope) error {
 			}
 		case TypeWelcome:
 			return nil // a resumed welcome, already handled
+		case TypeICEServers:
+			c.setICE(env.Payload)
+			return nil
 		}
 		return c.deliver(ctx, env)
 	}

@@ -23,6 +23,10 @@ const (
 	TypePing      = "ping"
 	TypeLeave     = "leave"
 
+	// TypeICEServers asks the broker for fresh STUN and TURN credentials,
+	// and is its answer; Client.RefreshICEServers sends it.
+	TypeICEServers = "ice-servers"
+
 	TypeWelcome    = "welcome"
 	TypePeerJoined = "peer-joined"
 	TypePeerLeft   = "peer-left"
@@ -132,6 +136,10 @@ type Welcome struct {
 	Session string     `json:"session"`
 	Peers   []PeerInfo `json:"peers"`
 	Resumed bool       `json:"resumed"`
+	// ICEServers are the STUN and TURN servers to use, with credentials
+	// valid for ICETTL seconds (0: they do not expire).
+	ICEServers []ICEServer `json:"ice_servers"`
+	ICETTL     int64       `json:"ice_ttl"`
 }
 
 // joinPayload is the payload of a join.

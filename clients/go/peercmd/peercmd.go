@@ -56,6 +56,7 @@ type config struct {
 	gatherAll                         bool
 	exitAfterMessage                  bool
 	stun                              string
+	relay                             bool
 	loopback                          bool
 	debug                             bool
 }
@@ -74,7 +75,8 @@ func parse(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.send, "send", "", "send this `text` on the data channel once it is open")
 	fs.BoolVar(&c.gatherAll, "gather-all", false, "gather every ICE candidate before sending one offer or answer (for slow signaling)")
 	fs.BoolVar(&c.exitAfterMessage, "exit-after-message", false, "exit after the first data channel message received")
-	fs.StringVar(&c.stun, "stun", "", "comma-separated STUN or TURN `URLs` (default: none, host candidates only)")
+	fs.StringVar(&c.stun, "stun", "", "comma-separated STUN or TURN `URLs`, in place of the servers the broker hands out (default: the broker's)")
+	fs.BoolVar(&c.relay, "relay", false, "use only relayed (TURN) candidates: iceTransportPolicy relay")
 	fs.BoolVar(&c.loopback, "loopback", false, "use only the loopback interface, for two peers on one machine without a network")
 	fs.BoolVar(&c.debug, "debug", false, "log the signaling client and pion/webrtc to stderr")
 	fs.Usage = func() {
@@ -172,6 +174,9 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		others = append(others, p.Peer)
 	}
 	out.line("joined", "room", client.Room(), "peer", client.Peer(), "transport", cfg.transport, "peers", strings.Join(others, ","))
+	if cfg.stun == "" {
+		out.line("ice-servers", "urls", iceURLs(client.ICEServers()))
+	}
 
 	r := &runner{
 		cfg:    cfg,
@@ -182,10 +187,15 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		peers:  map[string]*webrtcpeer.Peer{},
 		done:   make(chan struct{}),
 	}
+	// -stun overrides the broker's servers; without it, each call takes the
+	// broker's newest (a nil list).
 	for _, ice := range strings.Split(cfg.stun, ",") {
 		if ice = strings.TrimSpace(ice); ice != "" {
 			r.iceServers = append(r.iceServers, webrtc.ICEServer{URLs: []string{ice}})
 		}
+	}
+	if cfg.relay {
+		r.policy = webrtc.ICETransportPolicyRelay
 	}
 	defer r.hangupAll()
 
@@ -235,7 +245,8 @@ type runner struct {
 	out        *printer
 	client     *switchboard.Client
 	api        *webrtc.API
-	iceServers []webrtc.ICEServer
+	iceServers []webrtc.ICEServer // nil: the broker's
+	policy     webrtc.ICETransportPolicy
 	log        *slog.Logger
 
 	mu       sync.Mutex
@@ -328,7 +339,7 @@ func (r *runner) newPeer(remote string) (*webrtcpeer.Peer, error) {
 	var peer *webrtcpeer.Peer
 	ready := make(chan struct{})
 	p, err := webrtcpeer.New(r.client, remote, webrtcpeer.Options{
-		Configuration: webrtc.Configuration{ICEServers: r.iceServers},
+		Configuration: webrtc.Configuration{ICEServers: r.iceServers, ICETransportPolicy: r.policy},
 		API:           r.api,
 		GatherAll:     r.cfg.gatherAll,
 		Logger:        r.log,
@@ -369,6 +380,9 @@ func (r *runner) event(p *webrtcpeer.Peer, ev webrtcpeer.Event) {
 		r.out.line(string(ev.Kind), "peer", remote, "state", ev.State)
 	case webrtcpeer.EventDataChannelOpen:
 		r.out.line(string(ev.Kind), "peer", remote, "label", ev.Label)
+		if local, remoteCand, ok := selectedPair(p); ok {
+			r.out.line("candidate-pair", "peer", remote, "local", local, "remote", remoteCand)
+		}
 		if r.cfg.send != "" {
 			if err := p.SendText(r.cfg.send); err != nil {
 				r.out.line("error", "peer", remote, "err", err.Error())
@@ -429,4 +443,31 @@ func (r *runner) hangupAll() {
 		_ = p.Drain(ctx)
 		_ = p.Hangup(ctx)
 	}
+}
+
+// iceURLs lists the URLs of servers, comma-separated.
+func iceURLs(servers []switchboard.ICEServer) string {
+	var urls []string
+	for _, s := range servers {
+		urls = append(urls, s.URLs...)
+	}
+	return strings.Join(urls, ",")
+}
+
+// selectedPair returns the types of the local and remote candidates of the
+// pair that p's ICE transport selected ("host", "srflx", "prflx" or
+// "relay"), with their addresses.
+func selectedPair(p *webrtcpeer.Peer) (local, remote string, ok bool) {
+	pc := p.PeerConnection()
+	if pc == nil || pc.SCTP() == nil || pc.SCTP().Transport() == nil {
+		return "", "", false
+	}
+	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local == nil || pair.Remote == nil {
+		return "", "", false
+	}
+	describe := func(c *webrtc.ICECandidate) string {
+		return fmt.Sprintf("%s/%s:%d", c.Typ, c.Address, c.Port)
+	}
+	return describe(pair.Local), describe(pair.Remote), true
 }

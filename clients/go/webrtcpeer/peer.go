@@ -26,6 +26,27 @@ type Signaler interface {
 
 var _ Signaler = (*switchboard.Client)(nil)
 
+// ICEServerSource is a Signaler that knows which STUN and TURN servers to
+// use. *switchboard.Client implements it with what the broker hands out.
+type ICEServerSource interface {
+	ICEServers() []switchboard.ICEServer
+}
+
+var _ ICEServerSource = (*switchboard.Client)(nil)
+
+// WebRTCICEServers converts servers to pion's.
+func WebRTCICEServers(servers []switchboard.ICEServer) []webrtc.ICEServer {
+	out := make([]webrtc.ICEServer, 0, len(servers))
+	for _, s := range servers {
+		w := webrtc.ICEServer{URLs: s.URLs, Username: s.Username}
+		if s.Credential != "" {
+			w.Credential = s.Credential
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
 // Role says which end of a glare gives way.
 type Role int
 
@@ -43,7 +64,11 @@ const (
 // default.
 type Options struct {
 	// Configuration configures the peer connection: ICE servers and
-	// policies. Default: none, so only host candidates are gathered.
+	// policies. When its ICEServers is nil, the peer connection takes the
+	// Signaler's, if it is an ICEServerSource (as *switchboard.Client is,
+	// with the servers and fresh credentials the broker handed out); a
+	// non-nil empty list means none. Default: the Signaler's, else none, so
+	// only host candidates are gathered.
 	Configuration webrtc.Configuration
 	// API makes the peer connection; build it with a SettingEngine to choose
 	// networks and interfaces. Default: webrtc.NewAPI().
@@ -249,7 +274,12 @@ const politeRestartDelay = 3 * time.Second
 // newPeerConnection makes a peer connection whose events reach the Peer for
 // as long as it is the Peer's.
 func (p *Peer) newPeerConnection() (*webrtc.PeerConnection, error) {
-	pc, err := p.opts.API.NewPeerConnection(p.opts.Configuration)
+	cfg := p.opts.Configuration
+	if src, ok := p.sig.(ICEServerSource); ok && cfg.ICEServers == nil {
+		// The newest credentials, for every new peer connection.
+		cfg.ICEServers = WebRTCICEServers(src.ICEServers())
+	}
+	pc, err := p.opts.API.NewPeerConnection(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("webrtcpeer: %w", err)
 	}
@@ -551,6 +581,20 @@ func (p *Peer) fail(step string, err error) {
 	p.emit(Event{Kind: EventError, Err: fmt.Errorf("webrtcpeer: %s: %w", step, err)})
 }
 
+// freshICEServers hands pc the Signaler's newest ICE servers, for the
+// gathering of an ICE restart, unless the Options named servers of their own.
+func (p *Peer) freshICEServers(pc *webrtc.PeerConnection) {
+	src, ok := p.sig.(ICEServerSource)
+	if !ok || p.opts.Configuration.ICEServers != nil {
+		return
+	}
+	cfg := pc.GetConfiguration()
+	cfg.ICEServers = WebRTCICEServers(src.ICEServers())
+	if err := pc.SetConfiguration(cfg); err != nil {
+		p.log.Warn("fresh ICE servers for the restart", "err", err)
+	}
+}
+
 // negotiate makes and sends an offer, when the connection is stable.
 func (p *Peer) negotiate() {
 	pc := p.pc.Load()
@@ -561,6 +605,7 @@ func (p *Peer) negotiate() {
 	p.restartPending = false
 	if restart {
 		p.emit(Event{Kind: EventICERestart})
+		p.freshICEServers(pc)
 	}
 	offer, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: restart})
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 func TestRelayOnlyCallThroughCoturn(t *testing.T) {
 	ts := turntest.Start(t)
 	rs := redistest.Start(t)
-	const tokenSecret = "relay-test-secret"
+	const tokenSecret = "relay-test-secret-of-at-least-32-bytes"
 	_, base := serveNode(t, rs.URL(), "turn", "SWITCHBOARD_TRANSPORTS=websocket,longpoll,redis",
 		"SWITCHBOARD_TOKEN_SECRET="+tokenSecret,
 		"SWITCHBOARD_ICE_SERVERS=stun:"+ts.Addr,

@@ -155,12 +155,13 @@ type ICEServer struct {
 // use-auth-secret and static-auth-secret).
 type TURN struct {
 	URLs   []string      `yaml:"urls"`   // turn: and turns: URLs
-	Secret string        `yaml:"secret"` // coturn's static-auth-secret; never logged
+	Secret string        `yaml:"secret"` // coturn's static-auth-secret, at least MinTURNSecret bytes; never logged
 	TTL    time.Duration `yaml:"ttl"`    // how long credentials are valid; default 1h, 1m to 24h
 }
 
-// Bounds of ice.turn.ttl.
+// Bounds of ice.turn.ttl and ice.turn.secret.
 const (
+	MinTURNSecret = 16 // bytes
 	MinTURNTTL = time.Minute
 	MaxTURNTTL = 24 * time.Hour
 )
@@ -177,6 +178,9 @@ func (c ICE) validate() error {
 	t := c.TURN
 	if len(t.URLs) > 0 && t.Secret == "" {
 		return errors.New("config: ice.turn.urls needs ice.turn.secret (the TURN servers' static-auth-secret)")
+	}
+	if t.Secret != "" && len(t.Secret) < MinTURNSecret {
+		return fmt.Errorf("config: ice.turn.secret is %d bytes; use at least %d random bytes (e.g. openssl rand -base64 32)", len(t.Secret), MinTURNSecret)
 	}
 	if t.Secret != "" && len(t.URLs) == 0 {
 		return errors.New("config: ice.turn.secret needs ice.turn.urls")

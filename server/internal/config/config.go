@@ -162,8 +162,8 @@ type TURN struct {
 // Bounds of ice.turn.ttl and ice.turn.secret.
 const (
 	MinTURNSecret = 16 // bytes
-	MinTURNTTL = time.Minute
-	MaxTURNTTL = 24 * time.Hour
+	MinTURNTTL    = time.Minute
+	MaxTURNTTL    = 24 * time.Hour
 )
 
 func (c ICE) validate() error {

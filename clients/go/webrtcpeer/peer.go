@@ -276,7 +276,9 @@ const politeRestartDelay = 3 * time.Second
 func (p *Peer) newPeerConnection() (*webrtc.PeerConnection, error) {
 	cfg := p.opts.Configuration
 	if src, ok := p.sig.(ICEServerSource); ok && cfg.ICEServers == nil {
-		// The newest credentials, for every new peer connection.
+		// The newest credentials, for every new peer connection. An ICE
+		// restart keeps the connection's servers: pion's SetConfiguration
+		// races with a gathering in progress.
 		cfg.ICEServers = WebRTCICEServers(src.ICEServers())
 	}
 	pc, err := p.opts.API.NewPeerConnection(cfg)
@@ -581,20 +583,6 @@ func (p *Peer) fail(step string, err error) {
 	p.emit(Event{Kind: EventError, Err: fmt.Errorf("webrtcpeer: %s: %w", step, err)})
 }
 
-// freshICEServers hands pc the Signaler's newest ICE servers, for the
-// gathering of an ICE restart, unless the Options named servers of their own.
-func (p *Peer) freshICEServers(pc *webrtc.PeerConnection) {
-	src, ok := p.sig.(ICEServerSource)
-	if !ok || p.opts.Configuration.ICEServers != nil {
-		return
-	}
-	cfg := pc.GetConfiguration()
-	cfg.ICEServers = WebRTCICEServers(src.ICEServers())
-	if err := pc.SetConfiguration(cfg); err != nil {
-		p.log.Warn("fresh ICE servers for the restart", "err", err)
-	}
-}
-
 // negotiate makes and sends an offer, when the connection is stable.
 func (p *Peer) negotiate() {
 	pc := p.pc.Load()
@@ -605,7 +593,6 @@ func (p *Peer) negotiate() {
 	p.restartPending = false
 	if restart {
 		p.emit(Event{Kind: EventICERestart})
-		p.freshICEServers(pc)
 	}
 	offer, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: restart})
 	if err != nil {

@@ -221,10 +221,10 @@ func (t *Transport) serve(joined *broker.Joined, addr string) *peer {
 		t.mu.Unlock()
 		return nil
 	}
-	p := t.peers[s.ID()]
+	p := t.peers[s.Secret()]
 	if p == nil {
 		p = newPeer(t, s, addr)
-		t.peers[s.ID()] = p
+		t.peers[s.Secret()] = p
 	}
 	t.mu.Unlock()
 	p.heardNow()
@@ -235,8 +235,8 @@ func (t *Transport) serve(joined *broker.Joined, addr string) *peer {
 // forget removes p from the transport if it is still there.
 func (t *Transport) forget(p *peer) {
 	t.mu.Lock()
-	if t.peers[p.sess.ID()] == p {
-		delete(t.peers, p.sess.ID())
+	if t.peers[p.sess.Secret()] == p {
+		delete(t.peers, p.sess.Secret())
 	}
 	t.mu.Unlock()
 }

@@ -18,9 +18,9 @@ import (
 //
 //   - frames come in order: seq-less replies first (pong, the ice-servers
 //     answer: not kept for resume, not acknowledged), then numbered
-//     messages; last is the seq of the last numbered one. Write them byte
-//     for byte and go on from last. Only a transport with flow control of
-//     its own needs to tell them apart, by the frame's top-level seq.
+//     messages, after+1 to last with no gap. Write them byte for byte and go
+//     on from last. So the last last-after frames are the numbered ones: a
+//     transport with flow control of its own counts them without parsing.
 //   - with nothing to write, wait on the wait channel (more may be there),
 //     Gone (superseded, or the session ended), or the connection's end.
 //   - ErrSuperseded ends it (a newer connection of the session has it),
@@ -84,7 +84,11 @@ func Example_readLoop() {
 			time.Sleep(time.Second) // the store is out of reach: again
 			continue
 		}
-		for _, f := range frames {
+		seqless := len(frames) - int(last-after)
+		for i, f := range frames {
+			if i == seqless && seqless > 0 {
+				fmt.Printf("(%d seq-less, then %d numbered)\n", seqless, len(frames)-seqless)
+			}
 			write(f)
 		}
 		after = last
@@ -98,6 +102,7 @@ func Example_readLoop() {
 	// Output:
 	// welcome seq 1
 	// pong (no seq)
+	// (1 seq-less, then 2 numbered)
 	// peer-joined seq 2
 	// message seq 3 from bob
 	// session over, everything written: close

@@ -147,6 +147,7 @@ func NewBackplane(opts BackplaneOptions) (*Backplane, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	routeClientLog(opts.Logger)
 	bp := &Backplane{
 		opts:    opts,
 		keys:    newKeys(opts.Prefix),

@@ -22,6 +22,9 @@ const (
 	// to subscribe again after the connection failed.
 	resubscribeMin = 50 * time.Millisecond
 	resubscribeMax = time.Second
+	// outageSummary is how often an outage is logged again while it lasts:
+	// its first failure and its end are logged as they happen.
+	outageSummary = 30 * time.Second
 )
 
 // errNotSubscribed is what Err reports before the first subscription is confirmed.
@@ -44,13 +47,14 @@ type subscription struct {
 	firstOnce sync.Once
 	first     chan struct{} // closed at the first confirmed subscription
 
-	mu      sync.Mutex
-	ps      *redis.PubSub
-	err     error // nil while subscribed
-	since   time.Time
-	stopped bool
-	stop    chan struct{}
-	done    chan struct{}
+	mu       sync.Mutex
+	ps       *redis.PubSub
+	err      error // nil while subscribed
+	since    time.Time
+	attempts int // failed attempts in the current outage
+	stopped  bool
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 func newSubscription(client redis.UniversalClient, channels []string, log *slog.Logger, handle func(*redis.Message)) *subscription {
@@ -91,6 +95,21 @@ func (s *subscription) Err() error {
 	return fmt.Errorf("redis subscription to %v down for %v: %w", s.channels, time.Since(s.since).Round(time.Millisecond), s.err)
 }
 
+// sinceTime is when the subscription last came up or went down.
+func (s *subscription) sinceTime() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.since
+}
+
+// failedAttempts is how many attempts to subscribe have failed in the
+// current outage (0 while subscribed).
+func (s *subscription) failedAttempts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts
+}
+
 func (s *subscription) setErr(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -119,6 +138,7 @@ func (s *subscription) run() {
 	defer close(s.done)
 	backoff := resubscribeMin
 	subscribed := false
+	var summarized time.Time // when the current outage was last logged
 	for {
 		ctx := context.Background()
 		ps := s.client.Subscribe(ctx, s.channels...)
@@ -134,8 +154,14 @@ func (s *subscription) run() {
 			backoff = resubscribeMin
 			again := subscribed
 			subscribed = true
+			s.mu.Lock()
+			attempts, down := s.attempts, time.Since(s.since).Round(time.Millisecond)
+			s.attempts = 0
+			s.mu.Unlock()
 			s.setErr(nil)
-			if again {
+			if attempts > 0 {
+				s.log.Info("redis reachable again; subscribed", "channels", s.channels, "down_for", down, "failed_attempts", attempts)
+			} else if again {
 				s.log.Info("redis subscription restored", "channels", s.channels)
 			}
 			if s.onSubscribed != nil {
@@ -151,10 +177,26 @@ func (s *subscription) run() {
 		if stopped {
 			return
 		}
-		if s.Err() == nil {
-			s.log.Warn("redis subscription lost; subscribing again", "channels", s.channels, "error", err)
-		}
+		s.mu.Lock()
+		wasUp := s.err == nil
+		s.attempts++
+		attempts := s.attempts
+		s.mu.Unlock()
 		s.setErr(err)
+		switch {
+		case wasUp:
+			// A live subscription broke: said at once, and again when it
+			// is back (its first attempt may well succeed).
+			s.log.Warn("redis subscription lost; subscribing again", "channels", s.channels, "error", err)
+			summarized = time.Now()
+		case attempts == 1:
+			s.log.Warn("redis unreachable; subscribing again with backoff", "channels", s.channels, "error", err)
+			summarized = time.Now()
+		case time.Since(summarized) >= outageSummary:
+			s.log.Warn("redis still unreachable", "channels", s.channels, "down_for", time.Since(s.sinceTime()).Round(time.Second),
+				"failed_attempts", attempts, "error", err)
+			summarized = time.Now()
+		}
 		select {
 		case <-s.stop:
 			return

@@ -162,11 +162,17 @@ func (t *Transport) Run(ctx context.Context, b *broker.Broker) error {
 	t.windowB = max(bo.MaxEnvelope, bo.MailboxBytes/2)
 	t.joinSlot = make(chan struct{}, concurrentJoins)
 	t.sub = newSubscription(t.client, []string{t.keys.in()}, t.log, t.receive)
+	t.sub.onSubscribed = func(again bool) {
+		if !again {
+			t.log.Info("redis transport listening", "channel", t.keys.in(), "cluster", t.cluster, "shared", t.shared)
+		}
+	}
 	t.running = true
 	t.mu.Unlock()
 
+	routeClientLog(b.Logger())
+	t.log.Debug("redis transport subscribing", "channel", t.keys.in())
 	t.sub.start()
-	t.log.Info("redis transport listening", "channel", t.keys.in(), "cluster", t.cluster, "shared", t.shared)
 	<-ctx.Done()
 
 	t.sub.close()

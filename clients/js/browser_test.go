@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/clients/go/peercmd"
 	jsclient "github.com/switchboard-rtc/switchboard/clients/js"
+	"github.com/switchboard-rtc/switchboard/internal/turntest"
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/longpoll"
 	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
@@ -135,13 +136,15 @@ type brokerSetup struct {
 	// redis, if set, is the Redis server on which the broker also runs
 	// its Redis transport, with the default prefix.
 	redis *redistest.Server
+	// ice is the STUN and TURN servers the broker hands out.
+	ice broker.ICE
 }
 
 // startBrokerWith is startBroker with the Redis transport, when s asks for
 // it, beside the HTTP ones.
 func startBrokerWith(t *testing.T, s brokerSetup) string {
 	t.Helper()
-	b := broker.New(broker.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b := broker.New(broker.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ICE: s.ice})
 	ws, lp := wstransport.New(wstransport.Options{}), longpoll.New(longpoll.Options{})
 	transports := []broker.Transport{ws, lp}
 	var rt *redistransport.Transport
@@ -416,5 +419,58 @@ func TestDemoPageCall(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "demo-call.png"), png, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDemoPageRelayCall: the demo page, allowed relayed candidates only
+// (?relay=1), calls a Go peer that is relay-only too; both take the TURN
+// credentials the broker hands out, and the data channel opens through a
+// real coturn.
+func TestDemoPageRelayCall(t *testing.T) {
+	browser := newBrowser(t)
+	ts := turntest.Start(t)
+	base := startBrokerWith(t, brokerSetup{ice: ts.ICE(10 * time.Minute)})
+	out := runPeer(t, "-url", base, "-room", "relay", "-peer", "gopher", "-transport", "longpoll", "-loopback", "-relay", "-echo")
+	waitLine(t, out, "joined room=relay peer=gopher", 10*time.Second)
+	ctx, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelT)
+	url := base + "/?room=relay&name=browser&transport=websocket&media=none&relay=1"
+	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#join")), chromedp.Click(chromedp.CSS("#join"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the join", `document.querySelector("#status").dataset.state === "open"`, 20*time.Second)
+	if got := eval[string](t, ctx, `document.querySelector("#status").textContent`); !strings.Contains(got, "STUN/TURN from the broker") {
+		t.Fatalf("status %q", got)
+	}
+	// The page hands the RTCPeerConnection the broker's servers, not one of its own.
+	if got := eval[string](t, ctx, `JSON.stringify(demo.sig.iceServers.map(s => [s.urls, s.username.endsWith(":browser"), !!s.credential]))`); got != `[[["`+ts.URL("udp")+`"],true,true]]` {
+		t.Fatalf("the page's ICE servers: %s", got)
+	}
+	waitFor(t, ctx, "gopher in the list", `!!document.querySelector('#peers button[data-peer="gopher"]')`, 10*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#peers button[data-peer="gopher"]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the chat channel", `demo.channel?.readyState === "open"`, 45*time.Second)
+	if got := eval[string](t, ctx, `JSON.stringify(demo.link.pc.getConfiguration().iceTransportPolicy)`); got != `"relay"` {
+		t.Fatalf("iceTransportPolicy %s", got)
+	}
+	waitFor(t, ctx, "the selected path", `demo.path?.local === "relay" && demo.path?.remote === "relay"`, 15*time.Second)
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#chat-input"), "hi through the relay"), chromedp.Click(chromedp.CSS("#chat-send"))); err != nil {
+		t.Fatal(err)
+	}
+	waitLine(t, out, `message-received peer=browser text="hi through the relay"`, 15*time.Second)
+	waitLine(t, out, "candidate-pair peer=browser local=relay/", 5*time.Second)
+	// The Go peer echoes: the line comes back over the relay.
+	waitFor(t, ctx, "the echo", `document.querySelectorAll("#chat-log li").length >= 2`, 15*time.Second)
+	// coturn granted both ends a relay with the credentials minted for them.
+	for _, peer := range []string{"browser", "gopher"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ok := ts.WaitAllocation(ctx, peer)
+		cancel()
+		if !ok {
+			t.Errorf("coturn allocated no relay for %s: %q", peer, ts.Allocations())
+		}
 	}
 }

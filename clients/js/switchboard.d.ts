@@ -178,6 +178,14 @@ export interface SignalingEventMap {
   state: CustomEvent<{ state: SignalingState }>;
   "session-reset": CustomEvent<{ previous: string; session: string }>;
   trace: CustomEvent<{ direction: "in" | "out"; envelope: Envelope; transport: TransportName }>;
+  "ice-servers": CustomEvent<{ iceServers: IceServer[]; expires: Date | null }>;
+}
+
+/** A STUN or TURN server as the broker hands it out: an RTCIceServer. */
+export interface IceServer {
+  urls: string[];
+  username?: string;
+  credential?: string;
 }
 
 /** Joins a room and resolves with the open Signaling; rejects with a SignalingError. */
@@ -196,6 +204,12 @@ export class Signaling extends EventTarget {
   readonly transport: TransportName | null;
   /** The current state. */
   readonly state: SignalingState;
+  /** The broker's STUN/TURN servers with the newest credentials (a copy; [] before the welcome). */
+  readonly iceServers: IceServer[];
+  /** When the credentials of iceServers expire; null if never. */
+  readonly iceExpires: Date | null;
+  /** Asks the broker for fresh STUN/TURN credentials; resolves with the new iceServers. */
+  refreshIceServers(): Promise<IceServer[]>;
   /** Joins the room; calling it again returns the same promise. */
   open(): Promise<Signaling>;
   /** Sends an envelope; resolves with it, as sent, once the broker has it. */
@@ -219,7 +233,7 @@ export class Signaling extends EventTarget {
 
 /** The options of a PeerLink. */
 export interface PeerLinkOptions {
-  /** For the RTCPeerConnection. */
+  /** For the RTCPeerConnection. Without iceServers, the broker's (Signaling.iceServers) are used. */
   rtcConfig?: RTCConfiguration;
   /** This side's role; by default the peer whose id sorts first is polite. */
   polite?: boolean;

@@ -91,6 +91,10 @@ const DEFAULTS = Object.freeze({
 // broker's body limit; a single larger envelope goes alone.
 const POST_BATCH_SIZE = 64 * 1024;
 
+// ICE_RETRY is how long (ms) an automatic refresh of the ICE servers waits for its answer
+// before it asks again.
+const ICE_RETRY = 30_000;
+
 // CONTROL_TYPES are the envelopes the client sends itself; send() refuses them.
 const CONTROL_TYPES = new Set(["join", "ack", "leave"]);
 
@@ -164,7 +168,14 @@ export function connect(options) {
  *   was away, so it joined afresh. Calls made in the old session are over; {@link Signaling#peers}
  *   is replaced by the new welcome's list;
  * - `trace`: e.detail is `{direction: "in" | "out", envelope, transport}`, for every envelope
- *   written or read on the wire, acks and pings included, before de-duplication.
+ *   written or read on the wire, acks and pings included, before de-duplication;
+ * - `ice-servers`: e.detail is `{iceServers, expires}`: the broker handed out STUN/TURN servers
+ *   (in a welcome, resumed or not, or answering {@link Signaling#refreshIceServers}).
+ *   {@link Signaling#iceServers} is already updated.
+ *
+ * The broker's STUN/TURN servers and credentials are kept in {@link Signaling#iceServers},
+ * and refreshed at three quarters of their lifetime; {@link PeerLink} uses them unless the
+ * page gives servers of its own.
  *
  * When the connection drops, the client reconnects with exponential backoff and resumes the
  * session: nothing is lost and nothing is delivered twice, and messages sent meanwhile are
@@ -186,6 +197,10 @@ export class Signaling extends EventTarget {
   #idCount = 0;
   #opening = null;
   #wake = null;
+  #iceServers = [];
+  #iceExpires = null;
+  #iceTimer = null;
+  #iceWaiters = [];
 
   /**
    * @param {object} options
@@ -253,6 +268,56 @@ export class Signaling extends EventTarget {
   /** transport is the name of the transport in use, such as "websocket" (null before the welcome). */
   get transport() {
     return this.#transport;
+  }
+
+  /**
+   * iceServers are the STUN and TURN servers the broker handed this peer, as RTCIceServer
+   * objects (`urls`, `username`, `credential`) with the newest credentials: what an
+   * RTCPeerConnection's `iceServers` takes. Empty before the welcome and when the broker has
+   * none. A copy.
+   */
+  get iceServers() {
+    return this.#iceServers.map((s) => ({ ...s, urls: [...s.urls] }));
+  }
+
+  /** iceExpires is when the credentials of iceServers expire (a Date), or null if never. */
+  get iceExpires() {
+    return this.#iceExpires && new Date(this.#iceExpires);
+  }
+
+  /**
+   * refreshIceServers asks the broker for fresh STUN/TURN credentials (an `ice-servers`
+   * envelope). The Signaling does so by itself before they expire.
+   * @returns {Promise<object[]>} the new iceServers, once they arrive; rejects with code
+   *   `closed` if the Signaling closes first.
+   */
+  refreshIceServers() {
+    if (this.#state === "closed") return Promise.reject(closedError());
+    const answered = new Promise((resolve, reject) => this.#iceWaiters.push({ resolve, reject }));
+    this.send({ type: "ice-servers" }).catch(() => {});
+    return answered;
+  }
+
+  // #setIce takes the ice_servers of a welcome or an ice-servers answer, and plans the next
+  // refresh at three quarters of their lifetime.
+  #setIce(payload) {
+    const servers = payload?.ice_servers;
+    if (!Array.isArray(servers)) return;
+    this.#iceServers = servers.filter((s) => s && s.urls).map((s) => ({ ...s, urls: [].concat(s.urls) }));
+    const ttl = typeof payload.ice_ttl === "number" && payload.ice_ttl > 0 ? payload.ice_ttl * 1000 : 0;
+    this.#iceExpires = ttl ? Date.now() + ttl : null;
+    clearTimeout(this.#iceTimer);
+    this.#iceTimer = ttl ? setTimeout(() => this.#autoRefreshIce(), ttl * 0.75) : null;
+    const waiters = this.#iceWaiters.splice(0);
+    for (const w of waiters) w.resolve(this.iceServers);
+    this.#emit("ice-servers", { iceServers: this.iceServers, expires: this.iceExpires });
+  }
+
+  // #autoRefreshIce asks for fresh credentials, and asks again after a while if no answer came.
+  #autoRefreshIce() {
+    if (this.#state === "closed") return;
+    this.#iceTimer = setTimeout(() => this.#autoRefreshIce(), ICE_RETRY);
+    this.send({ type: "ice-servers" }).catch(() => {});
   }
 
   /** state is "connecting", "open", "reconnecting" or "closed". */
@@ -367,6 +432,7 @@ export class Signaling extends EventTarget {
       this.#refetched = false;
     }
     // A resumed session keeps its peer list: the replay that follows brings it up to date.
+    this.#setIce(welcome.payload);
     this.#conn = conn;
     this.#receive(welcome);
     if (previous && !resumed) {
@@ -393,6 +459,10 @@ export class Signaling extends EventTarget {
   // gap, asking the connection to fetch again from the last delivered seq; if the same gap
   // comes back, the loss is reported as a "gap" error and delivery goes on.
   #receive(envelope) {
+    if (envelope.type === "ice-servers" && envelope.seq === undefined) {
+      this.#setIce(envelope.payload);
+      return true;
+    }
     const { seq } = envelope;
     if (typeof seq === "number") {
       if (seq <= this.#lastSeq) return true;
@@ -491,6 +561,8 @@ export class Signaling extends EventTarget {
   // #shutdown makes the Signaling closed for good and rejects what is still queued.
   #shutdown() {
     this.#setState("closed");
+    clearTimeout(this.#iceTimer);
+    for (const w of this.#iceWaiters.splice(0)) w.reject(closedError());
     for (const e of this.#outbox) e.reject(closedError());
     this.#outbox.clear();
   }
@@ -884,6 +956,10 @@ class LongPollConnection {
  *
  * To call, create a PeerLink and add tracks or a data channel: that starts the offer. To answer,
  * use {@link PeerLink.accept} on the first offer a peer sends.
+ *
+ * Unless `rtcConfig` names `iceServers` of its own, the RTCPeerConnection uses the STUN/TURN
+ * servers the broker handed out ({@link Signaling#iceServers}), and is given the fresh
+ * credentials whenever the Signaling gets new ones (for its next ICE restart).
  */
 export class PeerLink extends EventTarget {
   #sig;
@@ -892,12 +968,14 @@ export class PeerLink extends EventTarget {
   #ignoreOffer = false;
   #settingAnswer = false;
   #closed = false;
+  #brokerIce;
 
   /**
    * @param {Signaling} sig the open signaling channel.
    * @param {string} remote the remote peer's id.
    * @param {object} [options]
-   * @param {RTCConfiguration} [options.rtcConfig] for the RTCPeerConnection (ICE servers, ...).
+   * @param {RTCConfiguration} [options.rtcConfig] for the RTCPeerConnection (ICE servers,
+   *   iceTransportPolicy, ...). Without `iceServers`, the broker's are used.
    * @param {boolean} [options.polite] this side's role; by default the peer whose id sorts
    *   first is polite, so both sides agree without talking.
    * @param {boolean} [options.gatherAll] wait for ICE gathering to complete and send each offer
@@ -919,8 +997,10 @@ export class PeerLink extends EventTarget {
     this.remote = remote;
     /** Whether this side is the polite one. */
     this.polite = polite;
+    this.#brokerIce = rtcConfig?.iceServers === undefined;
+    const config = this.#brokerIce ? { ...rtcConfig, iceServers: sig.iceServers ?? [] } : rtcConfig;
     /** The RTCPeerConnection, for anything the link does not wrap. */
-    this.pc = new RTCPeerConnectionImpl(rtcConfig);
+    this.pc = new RTCPeerConnectionImpl(config);
 
     const pc = this.pc;
     pc.addEventListener("negotiationneeded", () => this.#guard(this.#offer()));
@@ -936,6 +1016,7 @@ export class PeerLink extends EventTarget {
     sig.addEventListener("message", this.#onMessage);
     sig.addEventListener("peer-left", this.#onPeerLeft);
     sig.addEventListener("session-reset", this.#onReset);
+    if (this.#brokerIce) sig.addEventListener("ice-servers", this.#onIceServers);
   }
 
   /**
@@ -999,6 +1080,16 @@ export class PeerLink extends EventTarget {
   };
 
   #onReset = () => this.#end("session-reset");
+
+  // #onIceServers gives the connection the broker's fresh credentials, for its next gathering.
+  #onIceServers = ({ detail }) => {
+    if (this.#closed || typeof this.pc.setConfiguration !== "function") return;
+    try {
+      this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: detail.iceServers });
+    } catch (error) {
+      this.#emit("error", error);
+    }
+  };
 
   #receive(envelope) {
     if (this.#closed) return;
@@ -1076,6 +1167,7 @@ export class PeerLink extends EventTarget {
     this.#sig.removeEventListener("message", this.#onMessage);
     this.#sig.removeEventListener("peer-left", this.#onPeerLeft);
     this.#sig.removeEventListener("session-reset", this.#onReset);
+    this.#sig.removeEventListener("ice-servers", this.#onIceServers);
     this.pc.close();
     this.#emit("state", { state: "closed" });
     this.#emit("close", { reason });

@@ -30,20 +30,24 @@ const el = {
 };
 
 const LOG_ROWS = 500;
-const CONTROL_TYPES = new Set(["ack", "ping", "pong"]);
+const CONTROL_TYPES = new Set(["ack", "ping", "pong", "ice-servers"]);
 const RELAYED_TYPES = new Set(["offer", "answer", "candidate", "bye", "message"]);
-const RTC_CONFIG = { iceServers: [{ urls: "stun:stun.l.google.com:19302" }] };
 const params = new URLSearchParams(location.search);
+// The STUN/TURN servers are the broker's (PeerLink takes them from the Signaling); ?relay=1
+// allows relayed candidates only, to try the broker's TURN server.
+const RTC_CONFIG = params.get("relay") === "1" ? { iceTransportPolicy: "relay" } : {};
 
 /**
  * demo is the page's state: sig (the Signaling), link (the PeerLink of the call), channel (its
- * chat data channel), localStream, log (every envelope drawn, newest last) and chat (every
- * chat line), plus the actions the buttons take.
+ * chat data channel), path (the call's selected ICE candidate types, {local, remote}, once
+ * connected), localStream, log (every envelope drawn, newest last) and chat (every chat line),
+ * plus the actions the buttons take.
  */
 const demo = {
   sig: null,
   link: null,
   channel: null,
+  path: null,
   localStream: null,
   log: [],
   chat: [],
@@ -235,7 +239,10 @@ function startLink(link) {
     renderVideos();
   });
   link.addEventListener("datachannel", ({ detail }) => useChannel(detail.channel));
-  link.addEventListener("state", ({ detail }) => renderCall(detail.state));
+  link.addEventListener("state", ({ detail }) => {
+    renderCall(detail.state);
+    if (detail.state === "connected") showPath(link);
+  });
   link.addEventListener("error", ({ detail }) => banner("call-error", "error", `Call: ${detail.message}`));
   link.addEventListener("close", ({ detail }) => endCall(link, detail.reason));
   renderCall("new");
@@ -244,10 +251,31 @@ function startLink(link) {
   return link;
 }
 
+// showPath finds which candidates the call's connection selected, and says whether it goes
+// straight to the other side or through a TURN relay.
+async function showPath(link) {
+  const stats = await link.pc.getStats();
+  let pair = null;
+  stats.forEach((r) => {
+    if (r.type === "transport" && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
+  });
+  stats.forEach((r) => {
+    if (!pair && r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r;
+  });
+  if (!pair || demo.link !== link) return;
+  const local = stats.get(pair.localCandidateId)?.candidateType;
+  const remote = stats.get(pair.remoteCandidateId)?.candidateType;
+  demo.path = { local, remote };
+  const via = local === "relay" || remote === "relay" ? "through a TURN relay" : "direct";
+  el.callState.textContent = `with ${link.remote}: connected, ${via}`;
+  el.callState.dataset.path = local;
+}
+
 function endCall(link, reason) {
   if (demo.link !== link) return;
   demo.link = null;
   demo.channel = null;
+  demo.path = null;
   el.remoteVideo.srcObject = null;
   setChatOpen(false);
   renderCall("");
@@ -352,12 +380,19 @@ function renderStatus() {
   const state = sig?.state ?? "idle";
   el.status.dataset.state = state;
   el.status.textContent = !sig ? "not connected"
-    : state === "open" ? `${sig.peer} in ${el.room.value} · ${sig.transport}`
+    : state === "open" ? `${sig.peer} in ${el.room.value} · ${sig.transport} · ${iceSummary(sig.iceServers)}`
     : state;
+}
+
+function iceSummary(servers) {
+  const turn = servers.some((s) => s.urls.some((u) => u.startsWith("turn")));
+  if (servers.length === 0) return "no STUN/TURN";
+  return turn ? "STUN/TURN from the broker" : "STUN from the broker";
 }
 
 function renderCall(state) {
   el.callState.textContent = demo.link ? `with ${demo.link.remote}: ${state}` : "";
+  if (!demo.link) delete el.callState.dataset.path;
 }
 
 function renderVideos() {

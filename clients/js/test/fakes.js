@@ -58,6 +58,8 @@ export class FakeBroker {
   joinError = null; // refuse every join with this code
   postError = null; // refuse every long-poll POST of messages with this code, as a 413
   maxPollMs = 100; // how long a GET waits for messages at most
+  iceTtl = 0; // seconds the ICE credentials it hands out are valid; 0: none are handed out
+  #iceCount = 0;
   #count = 0;
 
   constructor() {
@@ -103,22 +105,40 @@ export class FakeBroker {
       const s = this.sessions.get(p.resume.session);
       if (!s || s.ended) return { error: this.#error("session-expired", envelope.id) };
       s.transport = transport;
-      return { session: s, welcome: { v: 1, type: "welcome", room: s.room, payload: { peer: s.peer, session: s.id, peers: this.#others(s), resumed: true } }, after: p.resume.last_seq };
+      return { session: s, welcome: { v: 1, type: "welcome", room: s.room, payload: { peer: s.peer, session: s.id, peers: this.#others(s), resumed: true, ...this.ice(s.peer) } }, after: p.resume.last_seq };
     }
     const peer = p.peer ?? `peer${++this.#count}`;
     if ([...this.sessions.values()].some((s) => s.room === envelope.room && s.peer === peer && !s.ended)) {
       return { error: this.#error("peer-id-taken", envelope.id) };
     }
     const s = { id: `secret-${++this.#count}`, peer, room: envelope.room, meta: p.meta, transport, mailbox: [], direct: [], nextSeq: 1, acked: 0, seen: new Set(), socket: null, waiters: [], ended: false };
-    const welcome = { v: 1, type: "welcome", payload: { peer, session: s.id, peers: this.#others(s), resumed: false } };
+    const welcome = { v: 1, type: "welcome", payload: { peer, session: s.id, peers: this.#others(s), resumed: false, ...this.ice(peer) } };
     for (const other of this.#room(s)) this.push(other, { v: 1, type: "peer-joined", payload: { peer, meta: p.meta } });
     this.sessions.set(s.id, s);
     return { session: s, welcome: this.push(s, welcome), after: 1 };
   }
 
+  /**
+   * ice is the ICE part of a welcome or ice-servers answer: a STUN server, and when iceTtl is
+   * set a TURN server whose credential counts the times it was handed out.
+   */
+  ice(peer) {
+    if (!this.iceTtl) return { ice_servers: [] };
+    const n = ++this.#iceCount;
+    return {
+      ice_servers: [{ urls: ["stun:stun.test:3478"] }, { urls: ["turn:turn.test:3478"], username: `${n}:${peer}`, credential: `c${n}` }],
+      ice_ttl: this.iceTtl,
+    };
+  }
+
   /** handle takes one envelope from a session's peer. */
   handle(s, envelope) {
     switch (envelope.type) {
+      case "ice-servers":
+        s.direct.push({ v: 1, type: "ice-servers", payload: this.ice(s.peer) });
+        s.socket?.pump();
+        this.#wake(s);
+        return;
       case "ping":
         s.direct.push({ v: 1, type: "pong", payload: envelope.payload });
         s.socket?.pump();
@@ -326,6 +346,14 @@ export class FakePeerConnection extends EventTarget {
 
   constructor(config) {
     super();
+    this.config = config;
+  }
+
+  getConfiguration() {
+    return { ...this.config };
+  }
+
+  setConfiguration(config) {
     this.config = config;
   }
 

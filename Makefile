@@ -4,8 +4,9 @@ PKGS := ./...
 
 .PHONY: run build test test-go test-examples test-js bench-smoke vet cross fmt compose-check compare
 
+# Email too, on the embedded mail server (loopback ports 2525 and 1143).
 run:
-	$(GO) run ./cmd/switchboard serve
+	SWITCHBOARD_TRANSPORTS=$${SWITCHBOARD_TRANSPORTS:-websocket,longpoll,email} $(GO) run ./cmd/switchboard serve
 
 build:
 	$(GO) build -o bin/switchboard ./cmd/switchboard

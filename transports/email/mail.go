@@ -272,7 +272,10 @@ func BuildMail(o Outgoing) ([]byte, error) {
 	if len(summaries) > 1 {
 		subject = fmt.Sprintf("%s (and %d more)", subject, len(summaries)-1)
 	}
-	h.SetSubject("[switchboard] " + o.Room + ": " + subject)
+	if o.Room != "" {
+		subject = o.Room + ": " + subject
+	}
+	h.SetSubject("[switchboard] " + subject)
 	array := make([]byte, 0, 2+len(o.Frames)*256)
 	array = append(array, '[')
 	for i, f := range o.Frames {

@@ -197,3 +197,21 @@ func TestBuildMailRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// An error mail that answers no session still says it is the broker's.
+func TestBuildMailWithoutRoom(t *testing.T) {
+	raw, err := BuildMail(Outgoing{From: "switchboard@localhost", To: "a@b", MessageID: "x@y",
+		Frames: [][]byte{[]byte(`{"v":1,"type":"error","payload":{"code":"unauthorized","message":"no"}}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent, err := message.Read(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := mail.Header{Header: ent.Header}
+	subj, _ := h.Subject()
+	if !h.Has(HeaderRoom) || subj != "[switchboard] error unauthorized: no" {
+		t.Fatalf("header %v, subject %q", h.Has(HeaderRoom), subj)
+	}
+}

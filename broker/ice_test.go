@@ -152,3 +152,30 @@ func TestCheckToken(t *testing.T) {
 		t.Fatalf("CheckToken(bad signature) = %v", err)
 	}
 }
+
+// TestICEAnswersCountAgainstTheMailbox: a session that asks for ICE
+// servers and never takes the answers is ended as a slow consumer, as one
+// that never takes its pongs, by count and by bytes.
+func TestICEAnswersCountAgainstTheMailbox(t *testing.T) {
+	ice := broker.ICE{TURNURLs: []string{"turn:turn.example:3478?transport=udp"}, TURNSecret: []byte("s3cret")}
+	for _, c := range []struct {
+		name string
+		opts broker.Options
+	}{
+		{"messages", broker.Options{MailboxMessages: 16, Rate: -1, ICE: ice}},
+		{"bytes", broker.Options{MailboxBytes: 2048, Rate: -1, ICE: ice}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := join(t, newBroker(t, c.opts), "demo", "alice").s
+			s.Attach() // a connection that never writes
+			for i := 0; i < 100 && !s.Closed(); i++ {
+				_ = s.HandleRaw(context.Background(), []byte(`{"type":"ice-servers"}`))
+			}
+			eventually(t, "the session is ended as a slow consumer", s.Closed)
+			frames, _, _, _ := s.Pending(0)
+			if len(frames) == 0 || !strings.Contains(string(frames[len(frames)-1]), `"code":"slow-consumer"`) {
+				t.Fatalf("last frames %q", frames)
+			}
+		})
+	}
+}

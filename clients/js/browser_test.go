@@ -464,6 +464,18 @@ func TestDemoPageRelayCall(t *testing.T) {
 	waitLine(t, out, "candidate-pair peer=browser local=relay/", 5*time.Second)
 	// The Go peer echoes: the line comes back over the relay.
 	waitFor(t, ctx, "the echo", `document.querySelectorAll("#chat-log li").length >= 2`, 15*time.Second)
+	waitFor(t, ctx, "the call line", `document.querySelector("#call-state").textContent.includes("through a TURN relay")`, 5*time.Second)
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join("..", "..", "artifacts")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "demo-relay.png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// coturn granted both ends a relay with the credentials minted for them.
 	for _, peer := range []string{"browser", "gopher"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

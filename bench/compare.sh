@@ -191,7 +191,7 @@ start_server() {
 		pick_port
 		case $name in
 		switchboard | switchboard-longpoll)
-			SWITCHBOARD_LIMITS_RATE=-1 SWITCHBOARD_LOG_LEVEL=warn \
+			SWITCHBOARD_LIMITS_RATE=-1 SWITCHBOARD_LIMITS_JOIN_RATE=-1 SWITCHBOARD_LOG_LEVEL=warn \
 				"$tmp/switchboard" serve -listen "127.0.0.1:$port" >>"$tmp/server.log" 2>&1 &
 			;;
 		peerjs)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"sort"
@@ -32,6 +33,9 @@ type Broker struct {
 	// absent peers, against Options.HeldMessages and HeldBytes.
 	heldMsgs  atomic.Int64
 	heldBytes atomic.Int64
+
+	joins *joinLimiter
+	seed  maphash.Seed // for hashing envelope ids
 
 	closing     atomic.Bool
 	unsubscribe func()
@@ -68,7 +72,12 @@ type JoinRequest struct {
 	Meta      json.RawMessage // a JSON object of at most 1 KiB, or nil
 	Resume    *Resume         // resume this session instead of starting one
 	Transport string          // name of the transport carrying the session
-	Linger    time.Duration   // how long the session outlives its connection; 0: the resume window
+	// Client is the address the join came from, as ClientAddr gives it, for
+	// the per-address join rate (Options.JoinRate). Transports without
+	// addresses use a key of their own (the Redis one: "redis:" and the
+	// reply channel). Empty: the join rate does not apply.
+	Client string
+	Linger time.Duration // how long the session outlives its connection; 0: the resume window
 }
 
 // Resume names the session a join resumes and the last seq its peer has.
@@ -115,6 +124,8 @@ func New(opts Options) *Broker {
 		rooms:    make(map[string]*room),
 		sessions: make(map[string]*Session),
 		bp:       opts.Backplane,
+		joins:    newJoinLimiter(opts.JoinRate, opts.JoinBurst),
+		seed:     maphash.MakeSeed(),
 	}
 	if b.bp == nil {
 		b.bp = &MemoryBackplane{}
@@ -183,6 +194,9 @@ func (b *Broker) LocalSession(id string) (*Session, bool) {
 func (b *Broker) Join(ctx context.Context, req JoinRequest) (*Joined, error) {
 	if b.closing.Load() {
 		return nil, &Error{Code: CodeShuttingDown, Message: "the broker is shutting down: join again (another node, or this one when it is back)", Err: ErrShutdown}
+	}
+	if !b.joins.allow(req.Client, time.Now()) {
+		return nil, Errorf(CodeRateLimited, "too many joins from this address: at most %g a second, in bursts of %d; try again later", b.opts.JoinRate, b.opts.JoinBurst)
 	}
 	if !ValidID(req.Room) {
 		return nil, Errorf(CodeBadRequest, "room must be 1 to 64 of A-Z a-z 0-9 . _ -")
@@ -533,24 +547,27 @@ func (s *Session) Handle(ctx context.Context, env *Envelope) error {
 	return nil
 }
 
-// seenLocked records id and reports whether it was seen within the dedup window.
+// maxSeen is the most envelope ids a session remembers for dropping
+// retries, in two generations of half as many: it remembers at least the
+// last maxSeen/2 within the dedup window.
+const maxSeen = 4096
+
+// seenLocked records id and reports whether it was seen within the dedup
+// window. Ids are kept as hashes, so that what they cost does not depend on
+// their length.
 func (s *Session) seenLocked(id string, now time.Time) bool {
-	window := s.b.opts.DedupWindow
-	if t, ok := s.seen[id]; ok && now.Sub(t) < window {
+	window := int64(s.b.opts.DedupWindow)
+	h, t := maphash.String(s.b.seed, id), now.UnixNano()
+	if at, ok := s.seen[h]; ok && t-at < window {
 		return true
 	}
-	if s.seen == nil {
-		s.seen = make(map[string]time.Time)
+	if at, ok := s.seenOld[h]; ok && t-at < window {
+		return true
 	}
-	if len(s.seen) >= 256 && now.Sub(s.swept) > window/4 {
-		for k, t := range s.seen {
-			if now.Sub(t) >= window {
-				delete(s.seen, k)
-			}
-		}
-		s.swept = now
+	if s.seen == nil || len(s.seen) >= maxSeen/2 || t-s.seenSince >= window {
+		s.seenOld, s.seen, s.seenSince = s.seen, make(map[uint64]int64), t
 	}
-	s.seen[id] = now
+	s.seen[h] = t
 	return false
 }
 

@@ -204,3 +204,85 @@ func TestHeldMessagesBounded(t *testing.T) {
 		})
 	})
 }
+
+// TestJoinRatePerClient: one client address may join JoinBurst times at
+// once, then JoinRate a second; other addresses are not held back, and a
+// join that names no address is not counted.
+func TestJoinRatePerClient(t *testing.T) {
+	b := newBroker(t, broker.Options{JoinRate: 0.001, JoinBurst: 3})
+	ctx := context.Background()
+	joinFrom := func(client, peer string) error {
+		_, err := b.Join(ctx, broker.JoinRequest{Room: "demo", Peer: peer, Client: client})
+		return err
+	}
+	for i := range 3 {
+		if err := joinFrom("192.0.2.1", fmt.Sprint("a", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := joinFrom("192.0.2.1", "a3"); codeOf(err) != broker.CodeRateLimited {
+		t.Fatalf("4th join from one address: %v, want rate-limited", err)
+	}
+	if err := joinFrom("192.0.2.2", "b0"); err != nil {
+		t.Fatalf("a join from another address: %v", err)
+	}
+	for i := range 5 {
+		if err := joinFrom("", fmt.Sprint("c", i)); err != nil {
+			t.Fatalf("a join with no address: %v", err)
+		}
+	}
+	off := newBroker(t, broker.Options{JoinRate: -1, JoinBurst: 1})
+	for i := range 5 {
+		if _, err := off.Join(ctx, broker.JoinRequest{Room: "demo", Peer: fmt.Sprint("d", i), Client: "192.0.2.1"}); err != nil {
+			t.Fatalf("join %d with the join rate off: %v", i, err)
+		}
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1:5678":            "192.0.2.1",
+		"192.0.2.1":                 "192.0.2.1",
+		"[2001:db8:1:2:3::4]:443":   "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::9]:80": "2001:db8:1:2::/64",
+		"[::ffff:192.0.2.1]:80":     "192.0.2.1",
+		"[fe80::1%eth0]:80":         "fe80::/64",
+		"@":                         "@",
+	} {
+		if got := broker.ClientAddr(in); got != want {
+			t.Errorf("ClientAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestDedupRemembersBoundedIDs: a session remembers at least its last 2,048
+// envelope ids for dropping retries, and not every id it ever sent.
+func TestDedupRemembersBoundedIDs(t *testing.T) {
+	b := newBroker(t, broker.Options{Rate: -1})
+	alice := join(t, b, "demo", "alice")
+	pongs := func() int {
+		frames, last, _, err := alice.s.Pending(alice.after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice.after = last
+		return len(frames)
+	}
+	const n = 10000
+	for i := range n {
+		alice.mustSend(fmt.Sprintf(`{"type":"ping","id":"%064d"}`, i))
+		if pongs() != 1 {
+			t.Fatalf("ping %d got no pong", i)
+		}
+	}
+	for i := n - 2048; i < n; i++ {
+		alice.mustSend(fmt.Sprintf(`{"type":"ping","id":"%064d"}`, i))
+		if got := pongs(); got != 0 {
+			t.Fatalf("the retry of ping %d of %d was answered", i, n)
+		}
+	}
+	alice.mustSend(fmt.Sprintf(`{"type":"ping","id":"%064d"}`, 0))
+	if pongs() != 1 {
+		t.Fatal("the first id is still remembered after 10,000 others")
+	}
+}

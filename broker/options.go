@@ -26,6 +26,13 @@ type Options struct {
 	Rate  float64
 	Burst int
 
+	// JoinRate is how many joins per second one client address may make,
+	// sustained (resumes included); JoinBurst is how many it may make at
+	// once. Defaults: 10 and 100. A negative JoinRate turns the limit off.
+	// See JoinRequest.Client.
+	JoinRate  float64
+	JoinBurst int
+
 	// MaxPeersPerRoom is the most peers one room holds. Default: 256.
 	MaxPeersPerRoom int
 
@@ -91,6 +98,12 @@ func (o *Options) init() {
 	}
 	if o.Burst <= 0 {
 		o.Burst = 2000
+	}
+	if o.JoinRate == 0 {
+		o.JoinRate = 10
+	}
+	if o.JoinBurst <= 0 {
+		o.JoinBurst = 100
 	}
 	if o.MaxPeersPerRoom <= 0 {
 		o.MaxPeersPerRoom = 256

@@ -51,7 +51,12 @@ type Session struct {
 	linger  time.Duration
 	timer   *time.Timer
 	limiter bucket
-	seen    map[string]time.Time // envelope ids, for dropping retries
+	// seen and seenOld are the hashes of envelope ids seen lately, with
+	// when (unix ns), for dropping retries: two generations, the newer
+	// started at seenSince (see seenLocked).
+	seen      map[uint64]int64
+	seenOld   map[uint64]int64
+	seenSince int64
 
 	// heldMsgs and heldBytes count this session's messages held for absent
 	// peers (the offline hold), bounded as its mailbox is.
@@ -74,7 +79,6 @@ type Session struct {
 	storeLast uint64
 	tail      []entry
 	marked    uint64
-	swept     time.Time
 }
 
 // Attachment is one live connection's hold on a session. A newer connection

@@ -438,7 +438,7 @@ func workloads(b *strings.Builder, d *Data) {
 	b.WriteString("Each run is `switchboard bench -url http://127.0.0.1:PORT` with the server's flags and the workload's:\n\n")
 	b.WriteString("| Server | started as | server flags |\n|---|---|---|\n")
 	starts := map[string][2]string{
-		ServerSwitchboard: {"`SWITCHBOARD_LIMITS_RATE=-1 SWITCHBOARD_LOG_LEVEL=warn switchboard serve -listen 127.0.0.1:PORT`", "`-protocol switchboard -transport websocket`"},
+		ServerSwitchboard: {"`SWITCHBOARD_LIMITS_RATE=-1 SWITCHBOARD_LIMITS_JOIN_RATE=-1 SWITCHBOARD_LOG_LEVEL=warn switchboard serve -listen 127.0.0.1:PORT`", "`-protocol switchboard -transport websocket`"},
 		ServerLongPoll:    {"the same", "`-protocol switchboard -transport longpoll`"},
 		ServerPeerJS:      {"`node peerjs.js --port PORT --host 127.0.0.1 --key peerjs --path / --concurrent_limit 20000`", "`-protocol peerjs`"},
 		ServerBareRelay:   {"`barerelay -addr 127.0.0.1:PORT` (`bench/barerelay/cmd`)", "`-protocol raw`"},

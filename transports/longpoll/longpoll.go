@@ -232,6 +232,7 @@ func (t *Transport) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Linger = t.opts.IdleTimeout
+	req.Client = broker.ClientAddr(r.RemoteAddr)
 	joined, err := t.b.Join(r.Context(), req)
 	if err != nil {
 		if pe := (*broker.Error)(nil); errors.As(err, &pe) && pe.Ref == "" {

@@ -3,6 +3,7 @@ package longpoll_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -329,5 +330,20 @@ func TestJoinWhileShuttingDown(t *testing.T) {
 	resp, body := request(t, "POST", url+"/v1/sessions", `{"type":"join","room":"r","id":"j1","payload":{"peer":"a"}}`)
 	if resp.StatusCode != 503 || !strings.Contains(body, `"code":"shutting-down"`) || !strings.Contains(body, `"ref":"j1"`) {
 		t.Fatalf("join while draining: %d %s, want 503 and a shutting-down error", resp.StatusCode, body)
+	}
+}
+
+// TestJoinRatePerAddress: joins past the per-address join rate are answered
+// 429 rate-limited.
+func TestJoinRatePerAddress(t *testing.T) {
+	url, _ := start(t, broker.Options{JoinRate: 0.001, JoinBurst: 2})
+	for i := range 3 {
+		resp, body := request(t, "POST", url+"/v1/sessions", fmt.Sprintf(`{"type":"join","room":"r","id":"j%d","payload":{"peer":"p%d"}}`, i, i))
+		if i < 2 && resp.StatusCode != 201 {
+			t.Fatalf("join %d: %d %s", i, resp.StatusCode, body)
+		}
+		if i == 2 && (resp.StatusCode != 429 || !strings.Contains(body, `"code":"rate-limited"`) || !strings.Contains(body, `"ref":"j2"`)) {
+			t.Fatalf("join past the join rate: %d %s, want 429 rate-limited", resp.StatusCode, body)
+		}
 	}
 }

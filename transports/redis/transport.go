@@ -443,6 +443,8 @@ func (t *Transport) admit(ctx context.Context, data []byte, in inbound) (*broker
 	if err != nil {
 		return nil, err
 	}
+	// Redis peers have no address: the join rate counts per reply channel.
+	req.Client = "redis:" + in.reply
 	if t.shared {
 		if err := t.arbitrate(ctx, data, in); err != nil {
 			return nil, err

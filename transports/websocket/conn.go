@@ -471,6 +471,7 @@ func (c *conn) join(data []byte) error {
 	if err != nil {
 		return err
 	}
+	req.Client = broker.ClientAddr(c.nc.RemoteAddr().String())
 	joined, err := c.t.b.Join(context.Background(), req)
 	if err != nil {
 		if pe := (*broker.Error)(nil); errors.As(err, &pe) && pe.Ref == "" {

@@ -230,7 +230,7 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("readiness polling is implemented on Linux only")
 	}
-	url, _ := start(t, broker.Options{}, wstransport.Options{})
+	url, _ := start(t, broker.Options{JoinRate: -1}, wstransport.Options{}) // 200 joins from one address
 	warm := dialRaw(t, url)
 	warm.join("warm")
 	time.Sleep(100 * time.Millisecond)

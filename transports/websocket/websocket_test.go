@@ -2,6 +2,7 @@ package wstransport_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -211,5 +212,29 @@ func TestJoinWhileShuttingDown(t *testing.T) {
 	}
 	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
 		t.Fatalf("want close 1001, got %v", err)
+	}
+}
+
+// TestJoinRatePerAddress: a join past the per-address join rate is refused
+// with rate-limited.
+func TestJoinRatePerAddress(t *testing.T) {
+	url, _ := start(t, broker.Options{JoinRate: 0.001, JoinBurst: 2}, wstransport.Options{})
+	for i := range 3 {
+		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf(`{"type":"join","room":"r","payload":{"peer":"p%d"}}`, i))); err != nil {
+			t.Fatal(err)
+		}
+		_, data, err := ws.ReadMessage()
+		if i < 2 && (err != nil || !strings.Contains(string(data), `"welcome"`)) {
+			t.Fatalf("join %d: %s %v", i, data, err)
+		}
+		if i == 2 && !strings.Contains(string(data), `"code":"rate-limited"`) {
+			t.Fatalf("join past the join rate: %s %v, want rate-limited", data, err)
+		}
 	}
 }

@@ -84,6 +84,8 @@ type Limits struct {
 	MaxEnvelope     int     `yaml:"max_envelope"`      // bytes; default 65536
 	Rate            float64 `yaml:"rate"`              // envelopes per second per session; default 1000, -1 off
 	Burst           int     `yaml:"burst"`             // default 2000
+	JoinRate        float64 `yaml:"join_rate"`         // joins per second per client address; default 10, -1 off
+	JoinBurst       int     `yaml:"join_burst"`        // default 100
 	PeersPerRoom    int     `yaml:"peers_per_room"`    // default 256
 	SessionsPerNode int     `yaml:"sessions_per_node"` // default 100000
 }
@@ -280,7 +282,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("config: log_format %q: want text or json", c.LogFormat)
 	}
-	if c.Limits.MaxEnvelope < 0 || c.Limits.Burst < 0 || c.Limits.PeersPerRoom < 0 || c.Limits.SessionsPerNode < 0 ||
+	if c.Limits.MaxEnvelope < 0 || c.Limits.Burst < 0 || c.Limits.JoinBurst < 0 || c.Limits.PeersPerRoom < 0 || c.Limits.SessionsPerNode < 0 ||
 		c.Delivery.MailboxMessages < 0 || c.Delivery.MailboxBytes < 0 || c.Delivery.ResumeWindow < 0 || c.Delivery.OfflineHold < 0 {
 		return errors.New("config: limits and delivery settings cannot be negative")
 	}
@@ -403,6 +405,8 @@ func (c *Config) BrokerOptions() broker.Options {
 		MaxEnvelope:     c.Limits.MaxEnvelope,
 		Rate:            c.Limits.Rate,
 		Burst:           c.Limits.Burst,
+		JoinRate:        c.Limits.JoinRate,
+		JoinBurst:       c.Limits.JoinBurst,
 		MaxPeersPerRoom: c.Limits.PeersPerRoom,
 		MaxSessions:     c.Limits.SessionsPerNode,
 		MailboxMessages: c.Delivery.MailboxMessages,

@@ -280,7 +280,7 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 		return nil, err
 	}
 	if st := b.opts.Store; st != nil {
-		rec := SessionRecord{ID: s.id, Room: r.id, Peer: s.peer, Meta: s.meta, Node: b.opts.NodeID}
+		rec := SessionRecord{ID: s.id, Room: r.id, Peer: s.peer, Meta: s.meta, Node: b.opts.NodeID, Transport: s.transport}
 		if err := st.Save(ctx, rec, b.storeTTL()); err != nil {
 			_ = b.bp.Release(ctx, req.Room, me)
 			b.dropRoomIfEmptyLocked(r)
@@ -342,6 +342,16 @@ func (b *Broker) resume(req JoinRequest) (*Joined, error) {
 	if previous != req.Transport {
 		b.m.sessionClosed(previous)
 		b.m.sessionOpened(req.Transport)
+		if s.store != nil {
+			// The store says which transport carries the session, for
+			// the nodes that may be asked to take it over.
+			ctx, cancel := context.WithTimeout(context.Background(), storeOp)
+			rec := SessionRecord{ID: s.id, Room: s.room.id, Peer: s.peer, Meta: s.meta, Node: b.opts.NodeID, Transport: req.Transport}
+			if err := s.store.Save(ctx, rec, b.storeTTL()); err != nil {
+				s.logger().Error("recording the session's new transport in the store", "error", err)
+			}
+			cancel()
+		}
 	}
 	members, err := b.bp.Members(context.Background(), s.room.id)
 	if err != nil {
@@ -885,6 +895,7 @@ func (b *Broker) adopt(id string) (*Session, error) {
 		logID:     LogID(id),
 		peer:      rec.Peer,
 		meta:      rec.Meta,
+		transport: rec.Transport,
 		linger:    b.opts.ResumeWindow,
 		limiter:   newBucket(b.opts.Rate, b.opts.Burst),
 		store:     st,
@@ -937,7 +948,7 @@ func (b *Broker) adopt(id string) (*Session, error) {
 		}
 		_ = b.bp.Publish(ctx, Event{Kind: EventJoined, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Meta: s.meta})
 	}
-	b.m.sessionOpened("")
+	b.m.sessionOpened(rec.Transport)
 	s.logger().Info("session taken over", "from", rec.Node)
 	return s, nil
 }

@@ -517,7 +517,7 @@ func (s *Session) enqueueStored(f frame, max int) error {
 		// The store lost the session (restarted empty): put it back, and
 		// count what it lost as forgotten.
 		s.logger().Warn("the store lost this session; restoring it", "last_seq", s.LastSeq())
-		rec := SessionRecord{ID: s.id, Room: s.room.id, Peer: s.peer, Meta: s.meta, Node: s.b.opts.NodeID, Last: s.LastSeq()}
+		rec := SessionRecord{ID: s.id, Room: s.room.id, Peer: s.peer, Meta: s.meta, Node: s.b.opts.NodeID, Transport: s.Transport(), Last: s.LastSeq()}
 		if err = s.store.Save(ctx, rec, s.b.storeTTL()); err == nil {
 			seq, slow, err = s.store.Push(ctx, s.id, f.typ, f.body, max)
 		}

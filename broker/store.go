@@ -48,6 +48,10 @@ type SessionRecord struct {
 	Peer string          `json:"peer"`
 	Meta json.RawMessage `json:"meta,omitempty"`
 	Node string          `json:"node"` // the node that serves it now
+	// Transport is the transport that carries the session: its secret is
+	// honoured on that transport only (a node taking a session over checks
+	// it before it does). Empty in records written before it was kept.
+	Transport string `json:"transport,omitempty"`
 	// Last is the last seq the session had, for a store that lost it (a
 	// Redis restarted without persistence): a session that is not in the
 	// store is created with its counter at Last, and what came before is

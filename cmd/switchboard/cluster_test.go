@@ -423,3 +423,35 @@ func TestLongPollAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretStaysOnItsTransportAcrossNodes: the secret of a WebSocket
+// session on one node, used in a long-poll URL on another, is refused there
+// before that node takes the session over, and the WebSocket goes on.
+func TestSecretStaysOnItsTransportAcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	_, node1 := serveNode(t, srv.URL(), "node1")
+	_, node2 := serveNode(t, srv.URL(), "node2")
+	ws, w := brokertest.Join(t, transporttest.WebSocket(transporttest.WSURL(node1)), "r", "ws")
+	resp, err := http.Get(node2 + "/v1/sessions/" + w.Session + "/messages?after=1&wait=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body.String(), `"code":"session-expired"`) {
+		t.Fatalf("long-poll GET with a WebSocket session's secret on another node: %d %s, want 404 session-expired", resp.StatusCode, body.String())
+	}
+	// Had node2 taken the session over, node1 would close the WebSocket
+	// (4001) when it hears of the move, before what follows reaches it.
+	b, _ := brokertest.Join(t, transporttest.WebSocket(transporttest.WSURL(node2)), "r", "b")
+	ws.Expect(broker.TypePeerJoined)
+	b.Send(`{"type":"message","to":"ws","payload":"still yours"}`)
+	if env := ws.Expect("message"); string(env.Payload) != `"still yours"` {
+		t.Fatalf("message: %s", env.Raw)
+	}
+	ws.Send(`{"type":"ping","payload":"still"}`)
+	if env := ws.Expect(broker.TypePong); string(env.Payload) != `"still"` {
+		t.Fatalf("pong: %s", env.Raw)
+	}
+}

@@ -31,6 +31,7 @@ const (
 	MaxWait            = 55 * time.Second
 	DefaultIdleTimeout = 60 * time.Second // a session nobody polls this long ends
 	bodyEnvelopes      = 16               // a POST body may hold this many largest envelopes
+	storeCheckTimeout  = 5 * time.Second  // bounds asking the cluster's store which transport carries a session
 )
 
 func init() {
@@ -188,8 +189,19 @@ func (t *Transport) session(r *http.Request) (*broker.Session, error) {
 	id := r.PathValue("session")
 	// Looked at on this node first: looking a session up with Session takes
 	// it over from another node, which must not happen for another transport's.
-	if s, ok := t.b.LocalSession(id); ok && foreign(s) {
-		return nil, errOtherTransport
+	if s, ok := t.b.LocalSession(id); ok {
+		if foreign(s) {
+			return nil, errOtherTransport
+		}
+	} else if st := t.b.Options().Store; st != nil {
+		// Another node's session, perhaps: the store says which transport
+		// carries it, before this node takes it over.
+		ctx, cancel := context.WithTimeout(r.Context(), storeCheckTimeout)
+		rec, err := st.Load(ctx, id)
+		cancel()
+		if err == nil && rec.Transport != "" && rec.Transport != Name {
+			return nil, errOtherTransport
+		}
 	}
 	s, ok := t.b.Session(id)
 	if !ok {
@@ -202,8 +214,9 @@ func (t *Transport) session(r *http.Request) (*broker.Session, error) {
 }
 
 // foreign reports whether another transport carries s. A session taken over
-// from another node has no transport until it resumes: it was moved by a
-// long-poll request, the only kind that moves a session without a join.
+// from another node whose record predates the transport field has none: it
+// was moved by a long-poll request, the only kind that moves a session
+// without a join.
 func foreign(s *broker.Session) bool {
 	tr := s.Transport()
 	return tr != Name && tr != ""

@@ -25,12 +25,13 @@ test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 # Each example is a module of its own (a custom adapter built outside the tree, with a
-# replace pointing here): vet and test it as its author would.
+# replace pointing here): vet and test it as its author would. Tidying first brings its go.sum
+# up to the checkout's dependencies (commit the change when there is one).
 EXAMPLES := $(patsubst %/go.mod,%,$(wildcard examples/*/go.mod))
 test-examples:
 	@for d in $(EXAMPLES); do \
 		echo "== $$d"; \
-		(cd $$d && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; \
+		(cd $$d && $(GO) mod tidy && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; \
 	done
 
 test-js:

@@ -39,6 +39,9 @@ type Harness struct {
 	// Unread makes a connection that stops reading at once: its peer
 	// never takes its messages. Nil: Dial, and never call Recv.
 	Unread Dialer
+	// Skip names the behaviours (Run's subtest names) that cannot apply to
+	// the adapter's wire, each with the reason, which the skip reports.
+	Skip map[string]string
 }
 
 // Envelope is an envelope as a test reads it.
@@ -241,7 +244,12 @@ func Run(t *testing.T, h Harness) {
 		{"SlowConsumer", testSlowConsumer},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+		t.Run(tc.name, func(t *testing.T) {
+			if why, ok := h.Skip[tc.name]; ok {
+				t.Skip(why)
+			}
+			tc.fn(t, h)
+		})
 	}
 }
 

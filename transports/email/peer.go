@@ -22,7 +22,9 @@ type peer struct {
 	log    *slog.Logger
 	thread string // random id of the session's mail thread
 
-	heard atomic.Int64 // unix nanoseconds of the last mail from the peer
+	heard   atomic.Int64  // unix nanoseconds of the last mail from the peer
+	acked   atomic.Uint64 // the highest seq the peer acknowledged
+	ackWake chan struct{} // signalled when acked moves
 
 	wmu    sync.Mutex // serialises writer changes
 	w      *writer
@@ -39,12 +41,27 @@ type writer struct {
 }
 
 func newPeer(t *Transport, s *broker.Session, addr string) *peer {
-	p := &peer{t: t, sess: s, addr: addr, log: s.Logger().With("transport", Name), thread: randomHex(6)}
+	p := &peer{t: t, sess: s, addr: addr, log: s.Logger().With("transport", Name), thread: randomHex(6), ackWake: make(chan struct{}, 1)}
 	p.heardNow()
 	return p
 }
 
 func (p *peer) heardNow() { p.heard.Store(time.Now().UnixNano()) }
+
+// noteAck records that the peer has everything up to seq, which opens the
+// writer's window.
+func (p *peer) noteAck(seq uint64) {
+	for {
+		cur := p.acked.Load()
+		if seq <= cur || p.acked.CompareAndSwap(cur, seq) {
+			break
+		}
+	}
+	select {
+	case p.ackWake <- struct{}{}:
+	default:
+	}
+}
 
 // idleLeft is how long until the peer has been silent for the idle timeout.
 func (p *peer) idleLeft() time.Duration {
@@ -64,6 +81,7 @@ func (p *peer) startWriter(joined *broker.Joined) {
 	if p.closed {
 		return
 	}
+	p.noteAck(joined.After)
 	w := &writer{att: p.sess.Attach(), stop: make(chan struct{}), done: make(chan struct{})}
 	p.w = w
 	go func() {
@@ -122,31 +140,56 @@ func (p *peer) write(w *writer, joined *broker.Joined) (over bool) {
 			flush.Stop()
 		}
 	}()
+	var out []uint64 // seqs mailed and not yet acknowledged, in order
 	for {
 		startBatch()
-		frames, last, ready, err := w.att.Pending(after)
-		if errors.Is(err, broker.ErrSuperseded) {
-			if !p.sess.Closed() {
-				return true // another connection carries the session now
+		acked := p.acked.Load()
+		for len(out) > 0 && out[0] <= acked {
+			out = out[1:]
+		}
+		var ready <-chan struct{}
+		if len(out) < p.t.window {
+			frames, last, wait, err := w.att.Pending(after)
+			if errors.Is(err, broker.ErrSuperseded) {
+				if !p.sess.Closed() {
+					return true // another connection carries the session now
+				}
+				// The session ended: what it has left goes out now.
+				return p.final(w, batch, after)
 			}
-			// The session ended: what it has left goes out now.
-			return p.final(w, batch, after)
-		}
-		if err != nil {
-			var pe *broker.Error
-			if errors.As(err, &pe) {
-				batch = append(batch, broker.ErrorFrame(pe))
+			if err != nil {
+				var pe *broker.Error
+				if errors.As(err, &pe) {
+					batch = append(batch, broker.ErrorFrame(pe))
+				}
+				p.mail(w, batch)
+				return true
 			}
-			p.mail(w, batch)
-			return true
+			if len(frames) > 0 {
+				// Seqless frames (a pong, say) come first; then the seq
+				// ones, up to the window: the rest stays in the mailbox,
+				// to be taken again after an ack.
+				firstSeq := len(frames) - int(last-after)
+				base := after
+				for i, f := range frames {
+					if i >= firstSeq {
+						if len(out) >= p.t.window {
+							break
+						}
+						after = base + uint64(i-firstSeq) + 1
+						out = append(out, after)
+					}
+					batch = append(batch, f)
+				}
+				continue
+			}
+			ready = wait
 		}
-		if len(frames) > 0 {
-			batch = append(batch, frames...)
-			after = max(after, last)
-			continue
-		}
+		// Else the window is full: an ack, the session's end (Gone) or the
+		// idle timeout moves it.
 		select {
 		case <-ready:
+		case <-p.ackWake:
 		case <-due:
 			flush, due = nil, nil
 			if p.mail(w, batch) != nil {

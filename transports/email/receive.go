@@ -63,6 +63,30 @@ func (t *Transport) handleMail(raw []byte, nullSender bool) {
 		return
 	}
 	log := t.log.With("from", in.From)
+	var p *peer
+	if in.Session != "" {
+		t.mu.Lock()
+		p = t.peers[in.Session]
+		t.mu.Unlock()
+		if p != nil && p.addr != in.From {
+			p = nil
+		}
+	}
+	if err != nil && p != nil && in.MessageID != "" {
+		if t.seen.checkAndAdd(in.From+" "+in.MessageID, time.Now()) {
+			t.m.dropped("duplicate")
+			return
+		}
+		// The peer proved who it is: it is told in its session's stream.
+		t.m.parseFailed(parseReason(err))
+		p.heardNow()
+		code := broker.CodeBadRequest
+		if errors.Is(err, ErrMailTooLarge) {
+			code = broker.CodeTooLarge
+		}
+		p.sess.Refuse("", broker.Errorf(code, "%s", err.Error()))
+		return
+	}
 	if err != nil {
 		t.m.parseFailed(parseReason(err))
 		code := broker.CodeBadRequest
@@ -84,10 +108,7 @@ func (t *Transport) handleMail(raw []byte, nullSender bool) {
 	}
 	envs := in.Envelopes
 	if in.Session != "" {
-		t.mu.Lock()
-		p := t.peers[in.Session]
-		t.mu.Unlock()
-		if p != nil && p.addr == in.From {
+		if p != nil {
 			p.heardNow()
 			p.handle(envs)
 			return
@@ -104,10 +125,10 @@ func (t *Transport) handleMail(raw []byte, nullSender bool) {
 		// header is ignored and the join handled as any other.
 	}
 	if !isJoin(envs[0]) {
-		t.refuseMail(log, in.From, broker.Errorf(broker.CodeUnauthorized, "a mail without the %s header must start with a join", HeaderSession))
+		t.refuseMail(log, in.From, broker.Errorf(broker.CodeBadRequest, "the first envelope must be a join (or the mail lacks its %s header)", HeaderSession))
 		return
 	}
-	p := t.join(log, in.From, envs[0])
+	p = t.join(log, in.From, envs[0])
 	if p != nil && len(envs) > 1 {
 		p.handle(envs[1:])
 	}
@@ -167,7 +188,7 @@ func (t *Transport) sendOnce(to, room string, frames ...[]byte) {
 		defer t.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), t.opts.ResumeWindow)
 		defer cancel()
-		if err := t.submit.sendRetrying(ctx, t.m, t.opts.Address, to, raw, nil); err != nil {
+		if err := t.submit.sendRetrying(ctx, t.m, t.opts.Address, to, raw, t.quit); err != nil {
 			t.log.Warn("an answer could not be mailed", "to", to, "error", err)
 		}
 	}()
@@ -251,6 +272,17 @@ func (p *peer) handle(envs []json.RawMessage) {
 			e := broker.Errorf(broker.CodeSessionExpired, "the session has ended")
 			p.t.refuseMail(p.log, p.addr, e)
 			return
+		}
+		if err == nil {
+			var a struct {
+				Type    string `json:"type"`
+				Payload struct {
+					Seq uint64 `json:"seq"`
+				} `json:"payload"`
+			}
+			if json.Unmarshal(data, &a) == nil && a.Type == broker.TypeAck {
+				p.noteAck(a.Payload.Seq)
+			}
 		}
 	}
 }

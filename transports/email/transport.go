@@ -66,7 +66,8 @@ type Options struct {
 	// imaps://…:993/INBOX. Default: the broker's mailbox on the embedded server.
 	IMAPURL string `yaml:"imap_url"`
 	// IMAPDone is what the broker does with a mail it handled: "seen" (flag
-	// it \Seen) or "delete" (flag it \Deleted and expunge). Default: "seen".
+	// it \Seen) or "delete" (flag it \Deleted and expunge). Default:
+	// "delete" on the embedded server, else "seen".
 	IMAPDone string `yaml:"imap_done"`
 	// SubmissionURL is where the broker sends mail:
 	// smtp://user:password@host:587 (STARTTLS when offered, AUTH when a user
@@ -144,6 +145,9 @@ func (o *Options) init() error {
 	}
 	if o.IMAPDone == "" {
 		o.IMAPDone = DoneSeen
+		if embedded && o.IMAPURL == "" {
+			o.IMAPDone = DoneDelete // the embedded server keeps mail in memory
+		}
 	}
 	if o.IMAPDone != DoneSeen && o.IMAPDone != DoneDelete {
 		return fmt.Errorf("emailtransport: imap_done %q: want seen or delete", o.IMAPDone)
@@ -244,6 +248,7 @@ type Transport struct {
 	log    *slog.Logger
 	m      *metrics
 	maxEnv int
+	window int // most envelopes mailed to a peer and not yet acknowledged
 	submit *submitter
 	srv    *mailserver.Server
 	imap   *imapReceiver
@@ -256,6 +261,7 @@ type Transport struct {
 	peers    map[string]*peer // by session secret
 	running  bool
 	stopping bool
+	quit     chan struct{} // closed when Run stops: answers being retried give up
 	wg       sync.WaitGroup
 }
 
@@ -273,6 +279,7 @@ func New(opts Options) (*Transport, error) {
 		opts:   opts,
 		log:    slog.Default(),
 		peers:  make(map[string]*peer),
+		quit:   make(chan struct{}),
 		seen:   newRecent(maxRemembered, dedupWindow),
 		warned: newRecent(maxRemembered, errorMailEvery),
 		m:      newMetrics(nil),
@@ -339,6 +346,7 @@ func (t *Transport) Run(ctx context.Context, b *broker.Broker) error {
 	t.log = b.Logger().With("transport", Name)
 	t.m = newMetrics(b.Options().Registerer)
 	t.maxEnv = b.Options().MaxEnvelope
+	t.window = max(1, min(b.Options().MailboxMessages/2, 512))
 	t.mu.Unlock()
 
 	o := &t.opts
@@ -425,6 +433,7 @@ func (t *Transport) Run(ctx context.Context, b *broker.Broker) error {
 	<-ctx.Done()
 
 	stopReceiving()
+	close(t.quit)
 	t.mu.Lock()
 	t.stopping = true
 	peers := make([]*peer, 0, len(t.peers))

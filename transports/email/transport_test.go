@@ -3,6 +3,7 @@ package emailtransport
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -83,13 +84,22 @@ func peerMail(from, to, session string, envs ...string) []byte {
 	if session != "" {
 		fmt.Fprintf(&b, "%s: %s\r\n", HeaderSession, session)
 	}
-	b.WriteString("Content-Type: application/json\r\n\r\n")
-	if len(envs) == 1 {
-		b.WriteString(envs[0])
-	} else {
-		b.WriteString("[" + strings.Join(envs, ",") + "]")
+	body := envs[0]
+	if len(envs) > 1 {
+		body = "[" + strings.Join(envs, ",") + "]"
 	}
-	b.WriteString("\r\n")
+	if len(body) < 900 {
+		b.WriteString("Content-Type: application/json\r\n\r\n" + body + "\r\n")
+		return []byte(b.String())
+	}
+	// Long lines do not travel by SMTP: base64, 76 to a line.
+	b.WriteString("Content-Type: application/json\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+	enc := base64.StdEncoding.EncodeToString([]byte(body))
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n")
 	return []byte(b.String())
 }
 

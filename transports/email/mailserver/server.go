@@ -127,6 +127,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.imap.AllowInsecureAuth = true // loopback, and no TLS to offer
 	s.imap.MaxLiteralSize = uint32(o.MaxMessageBytes)
 	s.imap.ErrorLog = errLog
+	s.imap.Enable(storeExtension{})
 
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.store.dispatch() }()

@@ -189,6 +189,11 @@ func (s *Session) releaseConnLocked() {
 // It fails with an *Error of CodeSessionExpired when after reaches back past
 // what the mailbox forgot, and with ErrSessionClosed once the session has
 // ended and everything is handed out.
+//
+// A connection reads with its Attachment's Pending instead, which stops
+// taking once a newer connection has the session (see Example_readLoop);
+// Session.Pending is for requests that hold no connection, such as a
+// long-poll GET, which may find the session attached to none.
 func (s *Session) Pending(after uint64) (frames [][]byte, last uint64, wait <-chan struct{}, err error) {
 	s.mu.Lock()
 	if s.store != nil {
@@ -218,8 +223,10 @@ func (s *Session) Pending(after uint64) (frames [][]byte, last uint64, wait <-ch
 	return nil, after, s.notify, nil
 }
 
-// Take is Pending for a connection: it fails with ErrSuperseded once a
-// newer connection has attached, and it does not wait.
+// Take is Attachment.Pending without the channel to wait on, for a transport
+// that waits with OnPending instead, with no goroutine per idle connection
+// (the WebSocket transport's readiness poller): it fails with ErrSuperseded
+// once a newer connection has attached.
 func (a *Attachment) Take(after uint64) (frames [][]byte, last uint64, err error) {
 	s := a.s
 	s.mu.Lock()
@@ -318,7 +325,9 @@ func (s *Session) takeLocked(after uint64) (frames [][]byte, last uint64, err er
 }
 
 // Receive waits until there are frames after seq after, then returns them as
-// Pending does; it returns early with no frames when ctx ends.
+// Session.Pending does; it returns early with no frames when ctx ends. It is
+// for tests and tools that read a session as a client would; a transport
+// reads with its Attachment.
 func (s *Session) Receive(ctx context.Context, after uint64) ([][]byte, uint64, error) {
 	for {
 		frames, last, wait, err := s.Pending(after)

@@ -99,7 +99,9 @@ func allocate(t *testing.T, addr string, server switchboard.ICEServer) error {
 // ones work.
 func TestICECredentialsExpire(t *testing.T) {
 	ts := turntest.Start(t)
-	srv := startBroker(t, testbroker.Options{Broker: broker.Options{ICE: ts.ICE(2 * time.Second)}})
+	// Credentials valid for 4 s: long enough to be used on a loaded
+	// machine, short enough to wait out.
+	srv := startBroker(t, testbroker.Options{Broker: broker.Options{ICE: ts.ICE(4 * time.Second)}})
 	c := dial(t, srv.URL, switchboard.Options{Room: "ice", Peer: "alice"})
 	old := c.ICEServers()
 	if len(old) != 1 || old[0].URLs[0] != ts.URL("udp") {

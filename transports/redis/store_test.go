@@ -2,6 +2,7 @@ package redistransport_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -103,3 +104,45 @@ func TestNodeDiesPeerResumesElsewhere(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestStoreBoundsHold: with mailboxes in Redis, what a session queues and
+// never takes is bounded all the same: pongs end it as a slow consumer,
+// and what it may have held for absent peers is bounded as its mailbox is.
+func TestStoreBoundsHold(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	b := broker.New(broker.Options{Store: redistransport.NewStore(client, "bounds"), Logger: discardLogger(),
+		Rate: -1, MailboxMessages: 16})
+	t.Cleanup(func() { b.Close(broker.ReasonKicked) })
+	ctx := context.Background()
+	join := func(peer string) *broker.Session {
+		j, err := b.Join(ctx, broker.JoinRequest{Room: "r", Peer: peer, Transport: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.Session.Attach() // a connection that never writes
+		return j.Session
+	}
+	pinger := join("pinger")
+	for i := 0; i < 100 && !pinger.Closed(); i++ {
+		_ = pinger.HandleRaw(ctx, []byte(`{"type":"ping","payload":"p"}`))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !pinger.Closed() {
+		if time.Now().After(deadline) {
+			t.Fatal("a session that pings and never reads was not ended")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	sender := join("sender")
+	for i := range 16 {
+		if err := sender.HandleRaw(ctx, []byte(fmt.Sprintf(`{"type":"message","to":"ghost-%d"}`, i))); err != nil {
+			t.Fatalf("held message %d: %v", i, err)
+		}
+	}
+	err := sender.HandleRaw(ctx, []byte(`{"type":"message","to":"ghost-16","id":"m16"}`))
+	if pe := (*broker.Error)(nil); !errors.As(err, &pe) || pe.Code != broker.CodePeerUnavailable || pe.Ref != "m16" {
+		t.Fatalf("a 17th held message: %v, want peer-unavailable", err)
+	}
+}

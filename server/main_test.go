@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -78,6 +79,32 @@ func TestServeEnv(t *testing.T) {
 			t.Errorf("serve -h does not list %s", want)
 		}
 	}
+	// Each variable reaches its setting: the options it fills differ from
+	// the zero ones.
+	for _, name := range broker.Transports() {
+		zero, err := broker.NewTransportConfig(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range config.TransportEnvNames(name) {
+			reached := false
+			for _, value := range []string{"7", "true", "1s", "x.example:1"} {
+				c, err := config.Load("", []string{"SWITCHBOARD_TRANSPORTS=" + name, v + "=" + value})
+				if err != nil {
+					continue
+				}
+				opts, err := c.TransportConfig(name)
+				if err == nil && !reflect.DeepEqual(opts, zero) {
+					reached = true
+					break
+				}
+			}
+			if !reached {
+				t.Errorf("%s reaches no setting of transport %s", v, name)
+			}
+		}
+	}
+
 	t.Setenv("SWITCHBOARD_TRANSPORT_REDIS_URL", "redis://10.0.0.1:6379/0")
 	_, _, err := runCmd(t, "serve", "-listen", "127.0.0.1:0")
 	if err == nil || !strings.Contains(err.Error(), "SWITCHBOARD_TRANSPORT_REDIS_URL (did you mean SWITCHBOARD_TRANSPORTS_REDIS_URL?)") {

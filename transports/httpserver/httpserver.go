@@ -33,9 +33,10 @@ const (
 	IdleTimeout       = 120 * time.Second
 	MaxHeaderBytes    = 64 << 10
 	// ShutdownGrace is how long a request in flight when shutdown starts
-	// may go on reading its body or writing its answer; past it, its
-	// connection's reads and writes fail, so that a stalled client (a
-	// trickled body, say) cannot hold shutdown up.
+	// may go on reading its body (and working with a live context); past
+	// it, its connection's reads fail and its context is cancelled, and it
+	// has as long again to write its answer before writes fail too. So a
+	// stalled client (a trickled body, say) cannot hold shutdown up.
 	ShutdownGrace = time.Second
 )
 
@@ -73,14 +74,14 @@ type Server struct {
 	srv      *http.Server
 	shutting atomic.Bool
 
-	// base is the context of every request: cancelled when shutdown
-	// starts, so that handlers waiting on it (a long-poll GET) answer at once.
+	// base is the context of every request: cancelled ShutdownGrace after
+	// shutdown starts, so that handlers still waiting on it answer.
 	base       context.Context
 	cancelBase context.CancelFunc
 
 	connsMu sync.Mutex
 	conns   map[net.Conn]http.ConnState // connections not hijacked or closed
-	cutAt   time.Time                   // set when shutdown starts: the deadline of every connection
+	cutAt   time.Time                   // set when shutdown starts: when reads fail (writes: ShutdownGrace later)
 }
 
 // New returns a server for b that mounts every transport in ts that is a
@@ -163,7 +164,7 @@ func (s *Server) connState(c net.Conn, state http.ConnState) {
 	case http.StateNew, http.StateActive:
 		if !s.cutAt.IsZero() {
 			// A request begun during shutdown gets what is left of the grace.
-			_ = c.SetDeadline(s.cutAt)
+			cut(c, s.cutAt)
 		}
 	}
 	s.conns[c] = state
@@ -205,25 +206,32 @@ func (s *Server) ListenAndServe() error {
 }
 
 // Shutdown stops accepting connections and waits, until ctx ends, for the
-// requests in flight. It cancels every request's context at once (a waiting
-// long-poll GET answers), and gives a request ShutdownGrace to finish
-// reading and writing before its connection's reads and writes fail (a
-// trickled body is cut). Upgraded WebSocket connections are the
-// transport's to close. Calling it again is harmless.
+// requests in flight. A request gets ShutdownGrace to finish reading its
+// body with a live context; then its reads fail (a trickled body is cut)
+// and its context is cancelled (a handler waiting on it answers), and it
+// has ShutdownGrace more to write its answer. Upgraded WebSocket
+// connections are the transport's to close; the transports' own Run answer
+// waiting long-polls at once. Calling it again is harmless.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutting.Store(true)
-	s.cancelBase()
 	s.connsMu.Lock()
 	if s.cutAt.IsZero() {
 		s.cutAt = time.Now().Add(ShutdownGrace)
 		for c, state := range s.conns {
 			if state == http.StateNew || state == http.StateActive {
-				_ = c.SetDeadline(s.cutAt)
+				cut(c, s.cutAt)
 			}
 		}
+		time.AfterFunc(ShutdownGrace, s.cancelBase)
 	}
 	s.connsMu.Unlock()
 	return s.srv.Shutdown(ctx)
+}
+
+// cut makes c's reads fail from at on, and its writes ShutdownGrace later.
+func cut(c net.Conn, at time.Time) {
+	_ = c.SetReadDeadline(at)
+	_ = c.SetWriteDeadline(at.Add(ShutdownGrace))
 }
 
 // recoverer ends a panicking request with 500 and logs it; the server goes on.

@@ -271,6 +271,7 @@ func (r *imapReceiver) fetch(c *imapclient.Client, uids []uint32) error {
 	slices.SortFunc(got, func(a, b mail) int { return int(a.uid) - int(b.uid) })
 	done := new(imap.SeqSet)
 	for _, m := range got {
+		r.t.log.Debug("email: mail fetched", "uid", m.uid, "bytes", len(m.raw))
 		if m.raw != nil {
 			r.t.handleMail(m.raw, false)
 		}

@@ -107,6 +107,7 @@ func (t *Transport) handleMail(raw []byte, nullSender bool) {
 		return
 	}
 	envs := in.Envelopes
+	log.Debug("email: mail from a peer", "envelopes", len(envs), "session_header", in.Session != "", "peer", p != nil)
 	if in.Session != "" {
 		if p != nil {
 			p.heardNow()
@@ -205,6 +206,7 @@ func (t *Transport) join(log *slog.Logger, from string, data []byte) *peer {
 		var req broker.JoinRequest
 		if req, err = broker.ParseJoin(env, Name); err == nil {
 			req.Linger = t.opts.ResumeWindow
+			req.Client = "email:" + from // the per-address join rate
 			if req.Resume != nil {
 				t.mu.Lock()
 				p := t.peers[req.Resume.Session]
@@ -268,6 +270,9 @@ func (p *peer) handle(envs []json.RawMessage) {
 		ctx, cancel := context.WithTimeout(context.Background(), handleTimeout)
 		err := p.sess.HandleRaw(ctx, data)
 		cancel()
+		if err != nil {
+			p.log.Debug("email: envelope refused", "error", err)
+		}
 		if errors.Is(err, broker.ErrSessionClosed) {
 			e := broker.Errorf(broker.CodeSessionExpired, "the session has ended")
 			p.t.refuseMail(p.log, p.addr, e)

@@ -52,7 +52,7 @@ type Options struct {
 	Address string `yaml:"address"`
 	// Receive is how mail reaches the broker: "smtp" (it is an SMTP server
 	// on SMTPListen) or "imap" (it reads the mailbox at IMAPURL). Default:
-	// "imap" with the embedded server, else "smtp".
+	// "imap" when IMAPURL is set or the embedded server runs, else "smtp".
 	Receive string `yaml:"receive"`
 	// SMTPListen is where the broker's SMTP server listens (receive: smtp).
 	// Default: "127.0.0.1:2525".
@@ -131,7 +131,7 @@ func (o *Options) init() error {
 	embedded := o.embeddedOn()
 	if o.Receive == "" {
 		o.Receive = ReceiveSMTP
-		if embedded {
+		if embedded || o.IMAPURL != "" {
 			o.Receive = ReceiveIMAP
 		}
 	}

@@ -177,25 +177,37 @@ func (in *inbox) nextOfType(t *testing.T, typ string) map[string]any {
 	}
 }
 
+// inproc reads what an in-process session receives, in order.
+type inproc struct {
+	s     *broker.Session
+	after uint64
+	queue []map[string]any
+}
+
 // receiveType reads envelopes of an in-process session until one of typ.
-func receiveType(t *testing.T, s *broker.Session, after *uint64, typ string) map[string]any {
+func receiveType(t *testing.T, p *inproc, typ string) map[string]any {
 	t.Helper()
 	for {
+		for len(p.queue) > 0 {
+			e := p.queue[0]
+			p.queue = p.queue[1:]
+			if e["type"] == typ {
+				return e
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		frames, last, err := s.Receive(ctx, *after)
+		frames, last, err := p.s.Receive(ctx, p.after)
 		cancel()
 		if err != nil || len(frames) == 0 {
 			t.Fatalf("receiving %s: %v", typ, err)
 		}
-		*after = max(*after, last)
+		p.after = max(p.after, last)
 		for _, f := range frames {
 			var e map[string]any
 			if err := json.Unmarshal(f, &e); err != nil {
 				t.Fatal(err)
 			}
-			if e["type"] == typ {
-				return e
-			}
+			p.queue = append(p.queue, e)
 		}
 	}
 }
@@ -228,7 +240,7 @@ func TestCallSetupOverEmail(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var bobAfter uint64 = 1
+			bobIn := &inproc{s: bob.Session, after: 1}
 			offer := `{"type":"offer","to":"alice","id":"o1","payload":{"type":"offer","sdp":"v=0\r\n"}}`
 			if err := bob.Session.HandleRaw(context.Background(), []byte(offer)); err != nil {
 				t.Fatal(err)
@@ -252,7 +264,7 @@ func TestCallSetupOverEmail(t *testing.T) {
 			if err := submit(t, r.smtp, alice, peerMail(alice, DefaultAddress, session, answer, ack)); err != nil {
 				t.Fatal(err)
 			}
-			a := receiveType(t, bob.Session, &bobAfter, "answer")
+			a := receiveType(t, bobIn, "answer")
 			if a["from"] != "alice" {
 				t.Fatalf("answer %v", a)
 			}
@@ -270,7 +282,7 @@ func TestCallSetupOverEmail(t *testing.T) {
 			if err := submit(t, r.smtp, alice, peerMail(alice, DefaultAddress, session, `{"type":"leave"}`)); err != nil {
 				t.Fatal(err)
 			}
-			left := receiveType(t, bob.Session, &bobAfter, "peer-left")
+			left := receiveType(t, bobIn, "peer-left")
 			if left["payload"].(map[string]any)["peer"] != "alice" {
 				t.Fatalf("peer-left %v", left)
 			}

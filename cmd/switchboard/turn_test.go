@@ -21,7 +21,7 @@ func TestRelayOnlyCallThroughCoturn(t *testing.T) {
 	ts := turntest.Start(t)
 	rs := redistest.Start(t)
 	const tokenSecret = "relay-test-secret-of-at-least-32-bytes"
-	_, base := serveNode(t, rs.URL(), "turn", "SWITCHBOARD_TRANSPORTS=websocket,longpoll,redis",
+	node, base := serveNode(t, rs.URL(), "turn", "SWITCHBOARD_TRANSPORTS=websocket,longpoll,redis",
 		"SWITCHBOARD_TOKEN_SECRET="+tokenSecret,
 		"SWITCHBOARD_ICE_SERVERS=stun:"+ts.Addr,
 		"SWITCHBOARD_ICE_TURN_URLS="+ts.URL("udp")+","+ts.URL("tcp"),
@@ -95,7 +95,10 @@ func TestRelayOnlyCallThroughCoturn(t *testing.T) {
 			t.Errorf("coturn allocated no relay for %s; it allocated for %q", peer, users)
 		}
 	}
-	if strings.Contains(alice.out.String()+bob.out.String(), string(ts.Secret)) {
-		t.Error("the TURN secret was printed")
+	if strings.Contains(alice.out.String()+bob.out.String()+node.out.String(), string(ts.Secret)) {
+		t.Error("the TURN secret was printed or logged")
+	}
+	if !strings.Contains(node.out.String(), "handing out ICE servers") {
+		t.Errorf("the node did not log its ICE servers:\n%s", node.out)
 	}
 }

@@ -108,7 +108,9 @@ func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 	r.Handle("/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	cors := opts.Origins.CORS(b.Logger())
 	r.With(cors).MethodFunc(http.MethodGet, "/v1/ice-servers", s.iceServers)
-	r.With(cors).MethodFunc(http.MethodOptions, "/v1/ice-servers", s.iceServers)
+	r.With(cors).MethodFunc(http.MethodOptions, "/v1/ice-servers", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent) // a preflight without an Origin: nothing to allow
+	})
 	if opts.Pprof {
 		r.HandleFunc("/debug/pprof/*", pprof.Index)
 		r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -138,6 +139,8 @@ type brokerSetup struct {
 	redis *redistest.Server
 	// ice is the STUN and TURN servers the broker hands out.
 	ice broker.ICE
+	// extra transports run beside the others (a custom adapter, say).
+	extra []broker.Transport
 }
 
 // startBrokerWith is startBroker with the Redis transport, when s asks for
@@ -155,7 +158,8 @@ func startBrokerWith(t *testing.T, s brokerSetup) string {
 		}
 		transports = append(transports, rt)
 	}
-	srv := httpserver.New(b, httpserver.Options{Files: jsclient.Files}, ws, lp)
+	transports = append(transports, s.extra...)
+	srv := httpserver.New(b, httpserver.Options{Files: jsclient.Files}, append([]broker.Transport{ws, lp}, s.extra...)...)
 	page, err := os.ReadFile(filepath.Join("testdata", "e2e.html"))
 	if err != nil {
 		t.Fatal(err)
@@ -374,6 +378,34 @@ func TestGoPeerOnRedisAndBrowser(t *testing.T) {
 // TestDemoPageCall drives the demo page as a person would: two tabs join a
 // room on different transports, one calls the other by clicking, they chat,
 // and a screenshot of the call is kept as artifacts/demo-call.png.
+// quietTransport is a custom transport that serves nothing, as one on a
+// wire the browser does not speak.
+type quietTransport struct{}
+
+func (quietTransport) Name() string                                    { return "custom-wire" }
+func (quietTransport) Run(ctx context.Context, _ *broker.Broker) error { <-ctx.Done(); return nil }
+
+// TestDemoPageListsTransports: the demo page lists the node's transports,
+// a custom one beside the built-in ones (disabled: the browser client
+// does not speak it).
+func TestDemoPageListsTransports(t *testing.T) {
+	browser := newBrowser(t)
+	base := startBrokerWith(t, brokerSetup{extra: []broker.Transport{quietTransport{}}})
+	ctx, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelT)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#join"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "custom-wire listed", `[...document.querySelectorAll("#transport option")].some((o) => o.value === "custom-wire")`, 20*time.Second)
+	got := eval[[]string](t, ctx, `[...document.querySelectorAll("#transport option")].map((o) => o.value + (o.disabled ? " (disabled)" : ""))`)
+	want := []string{"auto", "websocket", "longpoll", "custom-wire (disabled)"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("transport choices %q, want %q", got, want)
+	}
+}
+
 func TestDemoPageCall(t *testing.T) {
 	browser := newBrowser(t)
 	base := startBroker(t, false)

@@ -17,16 +17,25 @@
 // The peer signals over WebSocket by default; -transport longpoll uses HTTP
 // long-polling, and -transport redis the broker's Redis pub/sub transport,
 // with -url naming the Redis server (redis://host:port/db) rather than the
-// broker.
+// broker. -transport email signals by mail: -imap names the peer's own
+// mailbox (imap://user:password@host:port/INBOX), -smtp its submission
+// server (smtp://user:password@host:port) and -broker-address the broker's
+// signaling address; -url is not used. Without -imap and -smtp the peer
+// uses the broker's embedded mail server at its default addresses, with the
+// mailbox <peer>@localhost. On email the peer gathers every ICE
+// candidate before it sends its one offer or answer (-gather-all=false
+// turns that off).
 package peercmd
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -39,6 +48,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	switchboard "github.com/switchboard-rtc/switchboard/clients/go"
+	"github.com/switchboard-rtc/switchboard/clients/go/emailconn"   // the "email" transport
 	_ "github.com/switchboard-rtc/switchboard/clients/go/redisconn" // the "redis" transport
 	"github.com/switchboard-rtc/switchboard/clients/go/webrtcpeer"
 )
@@ -59,6 +69,44 @@ type config struct {
 	relay                             bool
 	loopback                          bool
 	debug                             bool
+	imap, smtp, brokerAddress         string
+}
+
+// The embedded mail server's default listeners, which -transport email uses
+// unless -imap and -smtp name others.
+const (
+	defaultIMAP = "127.0.0.1:1143"
+	defaultSMTP = "127.0.0.1:2525"
+)
+
+// dialURL is the URL given to switchboard.Dial: -url, or on email the
+// mailbox with the submission server and the broker's address.
+func (c *config) dialURL() (string, error) {
+	if c.transport != emailconn.Name {
+		return c.url, nil
+	}
+	imapURL, smtpURL := c.imap, c.smtp
+	if imapURL == "" {
+		// The broker's embedded mail server, whose open accounts take any
+		// password.
+		local := c.peer
+		if local == "" {
+			local = "peer-" + strings.ToLower(rand.Text()[:10])
+		}
+		imapURL = (&url.URL{Scheme: "imap", User: url.UserPassword(local+"@localhost", "any"), Host: defaultIMAP, Path: "/INBOX"}).String()
+	}
+	if smtpURL == "" {
+		smtpURL = "smtp://" + defaultSMTP
+	}
+	u, err := url.Parse(imapURL)
+	if err != nil {
+		return "", fmt.Errorf("peer: -imap: %w", err)
+	}
+	q := u.Query()
+	q.Set("smtp", smtpURL)
+	q.Set("broker", c.brokerAddress)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 func parse(args []string, out io.Writer) (*config, error) {
@@ -73,12 +121,15 @@ func parse(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.call, "call", "", "call this `peer` once it is in the room (default: answer incoming calls)")
 	fs.BoolVar(&c.echo, "echo", false, "send every data channel message back")
 	fs.StringVar(&c.send, "send", "", "send this `text` on the data channel once it is open")
-	fs.BoolVar(&c.gatherAll, "gather-all", false, "gather every ICE candidate before sending one offer or answer (for slow signaling)")
+	fs.BoolVar(&c.gatherAll, "gather-all", false, "gather every ICE candidate before sending one offer or answer (for slow signaling; the default on email)")
 	fs.BoolVar(&c.exitAfterMessage, "exit-after-message", false, "exit after the first data channel message received")
 	fs.StringVar(&c.stun, "stun", "", "comma-separated STUN or TURN `URLs`, in place of the servers the broker hands out (default: the broker's)")
 	fs.BoolVar(&c.relay, "relay", false, "use only relayed (TURN) candidates: iceTransportPolicy relay")
 	fs.BoolVar(&c.loopback, "loopback", false, "use only the loopback interface, for two peers on one machine without a network")
 	fs.BoolVar(&c.debug, "debug", false, "log the signaling client and pion/webrtc to stderr")
+	fs.StringVar(&c.imap, "imap", "", "with -transport email, this peer's mailbox: `URL` imap://user:password@host:port/INBOX (or imaps://); default: <peer>@localhost on the broker's embedded mail server, imap://…@127.0.0.1:1143")
+	fs.StringVar(&c.smtp, "smtp", "", "with -transport email, this peer's submission server: `URL` smtp://user:password@host:port (or smtps://); default: the embedded mail server, smtp://127.0.0.1:2525")
+	fs.StringVar(&c.brokerAddress, "broker-address", emailconn.DefaultBroker, "with -transport email, the broker's signaling `address`")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: switchboard peer [flags]\n\n"+
 			"Join a room and call a peer (-call) or answer calls, over a WebRTC data channel.\n\nflags:\n")
@@ -90,6 +141,14 @@ func parse(args []string, out io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		fs.Usage()
 		return nil, fmt.Errorf("peer: unexpected arguments %q", fs.Args())
+	}
+	if c.transport == emailconn.Name {
+		c.gatherAll = true
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "gather-all" {
+				c.gatherAll = f.Value.String() == "true"
+			}
+		})
 	}
 	return &c, nil
 }
@@ -150,7 +209,11 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 
-	client, err := switchboard.Dial(ctx, cfg.url, switchboard.Options{
+	dialURL, err := cfg.dialURL()
+	if err != nil {
+		return err
+	}
+	client, err := switchboard.Dial(ctx, dialURL, switchboard.Options{
 		Room:      cfg.room,
 		Peer:      cfg.peer,
 		Token:     cfg.token,

@@ -119,13 +119,20 @@ func (r *Rig) Address(user string) string { return user + "@localhost" }
 // its IMAP mailbox, with the submission server and the broker's address in
 // the query.
 func (r *Rig) PeerURL(user string) string {
-	u := url.URL{Scheme: "imap", User: url.UserPassword(r.Address(user), mailtest.Password), Host: r.imapAddr, Path: "/INBOX"}
 	q := url.Values{}
-	q.Set("smtp", "smtp://"+r.smtpAddr)
+	q.Set("smtp", r.SMTPURL())
 	q.Set("broker", Broker)
-	u.RawQuery = q.Encode()
+	return r.IMAPURL(user) + "?" + q.Encode()
+}
+
+// IMAPURL returns the URL of user's mailbox.
+func (r *Rig) IMAPURL(user string) string {
+	u := url.URL{Scheme: "imap", User: url.UserPassword(r.Address(user), mailtest.Password), Host: r.imapAddr, Path: "/INBOX"}
 	return u.String()
 }
+
+// SMTPURL returns the URL of the peers' submission server.
+func (r *Rig) SMTPURL() string { return "smtp://" + r.smtpAddr }
 
 // IMAPAddr and SMTPAddr are the peers' IMAP and submission servers.
 func (r *Rig) IMAPAddr() string { return r.imapAddr }

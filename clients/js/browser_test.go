@@ -480,6 +480,10 @@ func TestDemoPageRelayCall(t *testing.T) {
 	if got := eval[string](t, ctx, `JSON.stringify(demo.sig.iceServers.map(s => [s.urls, s.username.endsWith(":browser"), !!s.credential]))`); got != `[[["`+ts.URL("udp")+`"],true,true]]` {
 		t.Fatalf("the page's ICE servers: %s", got)
 	}
+	// Asked, the broker answers with fresh credentials over the WebSocket.
+	if got := eval[bool](t, ctx, `demo.sig.refreshIceServers().then(s => s.length === 1 && s[0].username.endsWith(":browser") && demo.sig.iceExpires > new Date())`); !got {
+		t.Fatal("refreshIceServers gave no TURN credentials")
+	}
 	waitFor(t, ctx, "gopher in the list", `!!document.querySelector('#peers button[data-peer="gopher"]')`, 10*time.Second)
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#peers button[data-peer="gopher"]`))); err != nil {
 		t.Fatal(err)

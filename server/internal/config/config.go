@@ -40,7 +40,7 @@ type Config struct {
 	LogEnvelopes    bool          `yaml:"log_envelopes"`    // log every envelope at debug level
 	Pprof           bool          `yaml:"pprof"`            // serve /debug/pprof/
 	TokenSecret     string        `yaml:"token_secret"`     // HS256 key for join tokens, at least 32 bytes; empty: no tokens needed
-	TokenMaxTTL     time.Duration `yaml:"token_max_ttl"`    // token warns when asked for a longer lifetime; default 24h
+	TokenMaxTTL     time.Duration `yaml:"token_max_ttl"`    // token warns when asked for a longer lifetime; default 24h, 0: never
 	AllowedOrigins  []string      `yaml:"allowed_origins"`  // browser origins allowed, for transports that set none; "*" for any
 	PublicOrigins   []string      `yaml:"public_origins"`   // the origins browsers reach this broker at (https://signal.example.com); default: loopback only
 	TrustProxy      bool          `yaml:"trust_proxy"`      // take the request scheme from X-Forwarded-Proto (behind a TLS-terminating proxy only)

@@ -21,6 +21,11 @@
 // convert field for field to pion/webrtc's types. Package webrtcpeer, beside
 // this one, runs a WebRTC peer connection over a Client.
 //
+// The broker tells each peer which STUN and TURN servers to use, with TURN
+// credentials minted for it: [Client.ICEServers] has the newest, which the
+// Client refreshes by itself before they expire ([Client.RefreshICEServers]
+// asks at once). They are shaped like the browser's RTCIceServer.
+//
 // Transports are registered by name with [RegisterTransport]; "websocket" and
 // "longpoll" are built in.
 package switchboard

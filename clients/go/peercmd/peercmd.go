@@ -12,7 +12,14 @@
 //	answer-received peer=bob
 //	ice-state peer=bob state=connected
 //	datachannel-open peer=bob label=switchboard
+//	candidate-pair peer=bob local=relay/127.0.0.1:50001 remote=relay/127.0.0.1:50002
 //	message-received peer=bob text="hello there"
+//
+// The peer uses the STUN and TURN servers the broker hands out (printed as
+// an ice-servers line after joined), unless -stun names others; -relay
+// allows relayed (TURN) candidates only. The candidate-pair line tells which
+// candidates the connection selected: their types (host, srflx, prflx or
+// relay) and addresses.
 //
 // The peer signals over WebSocket by default; -transport longpoll uses HTTP
 // long-polling, and -transport redis the broker's Redis pub/sub transport,

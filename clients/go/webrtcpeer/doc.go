@@ -31,6 +31,11 @@
 // candidates sent and received, ICE and connection states, the data channel
 // opening, messages) reach Options.OnEvent, in order.
 //
+// Each peer connection is made with the STUN and TURN servers of
+// Options.Configuration or, when it names none, with those the broker handed
+// the signaling client (ICEServerSource, which *switchboard.Client is), with
+// their newest credentials.
+//
 // One signaling client may carry calls with several peers: its owner reads
 // the envelopes and hands each signal to the Peer of its sender with
 // Peer.HandleSignal.

@@ -118,3 +118,39 @@ func FuzzParseInbound(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseDeep checks parseDeep, which reads what encoding/json cannot,
+// against encoding/json on what it can: the same type, session and room.
+func FuzzParseDeep(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"message","session":"abc","room":"r","payload":[[{"x":"]"}]]}`,
+		`{"session":null,"type":7}`, `{"session":{"a":[1]}}`, `{"type":"a","type":"b"}`,
+		`{}`, `[]`, `{"a":1,}`, `{"a":1} x`, `{"a":"\"}"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in, ok := parseDeep(data)
+		var m map[string]json.RawMessage
+		if json.Unmarshal(data, &m) != nil || len(m) == 0 {
+			return
+		}
+		for k := range m {
+			if k != strings.ToLower(k) || strings.Count(string(data), `"`+k+`"`) > 1 {
+				return // encoding/json matches keys without case, and keeps the last of two
+			}
+		}
+		if !ok {
+			t.Fatalf("%q: encoding/json reads it, parseDeep does not", data)
+		}
+		str := func(k string) string {
+			var s string
+			_ = json.Unmarshal(m[k], &s)
+			return s
+		}
+		_, has := m["session"]
+		if in.typ != str("type") || in.session != str("session") || in.room != str("room") || in.hasSession != has {
+			t.Fatalf("%q: parseDeep %+v", data, in)
+		}
+	})
+}

@@ -179,3 +179,44 @@ func TestICEAnswersCountAgainstTheMailbox(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkServersFor: minting a peer's TURN credentials, which every
+// welcome and ice-servers answer does.
+func BenchmarkServersFor(b *testing.B) {
+	ice := broker.ICE{
+		Servers:    []broker.ICEServer{{URLs: []string{"stun:stun.example:3478"}}},
+		TURNURLs:   []string{"turn:turn.example:3478?transport=udp", "turns:turn.example:5349"},
+		TURNSecret: []byte("a-secret-of-some-length"),
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = ice.ServersFor("alice", now)
+	}
+}
+
+// BenchmarkJoinLeave: a join (and its welcome) and a leave, without and
+// with TURN credentials in the welcome.
+func BenchmarkJoinLeave(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		ice  broker.ICE
+	}{
+		{"no-ice", broker.ICE{}},
+		{"turn", broker.ICE{TURNURLs: []string{"turn:turn.example:3478"}, TURNSecret: []byte("a-secret-of-some-length")}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			br := broker.New(broker.Options{Logger: quietLogger(), ICE: c.ice, Rate: -1})
+			defer br.Close(broker.ReasonKicked)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				j, err := br.Join(ctx, broker.JoinRequest{Room: "bench", Peer: "alice", Transport: "bench"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				j.Session.Close(broker.ReasonLeave)
+			}
+		})
+	}
+}

@@ -108,22 +108,27 @@ func (t *Transport) handleMail(raw []byte, nullSender bool) {
 	}
 	envs := in.Envelopes
 	log.Debug("email: mail from a peer", "envelopes", len(envs), "session_header", in.Session != "", "peer", p != nil)
-	if in.Session != "" {
+	// A resume is handled as a join, whatever the header; any other join
+	// on a joined session is the session's to refuse.
+	if in.Session != "" && !isResume(envs[0]) {
 		if p != nil {
 			p.heardNow()
 			p.handle(envs)
 			return
 		}
 		if !isJoin(envs[0]) {
-			if s, ok := t.b.LocalSession(in.Session); ok && (p == nil || p.addr == in.From) && (s.Closed() || s.Transport() != Name) {
+			t.mu.Lock()
+			_, carried := t.peers[in.Session] // by another address
+			t.mu.Unlock()
+			if s, ok := t.b.LocalSession(in.Session); ok && !carried && (s.Closed() || s.Transport() != Name) {
 				t.refuseMail(log, in.From, broker.Errorf(broker.CodeSessionExpired, "this session is not open over email: resume it with a join, or start a new one"))
 				return
 			}
 			t.refuseMail(log, in.From, broker.Errorf(broker.CodeUnauthorized, "the %s header names no session of this address", HeaderSession))
 			return
 		}
-		// A join with a session header the transport does not carry: the
-		// header is ignored and the join handled as any other.
+		// A join with a session header that names no session of this
+		// address: the header is ignored.
 	}
 	if !isJoin(envs[0]) {
 		t.refuseMail(log, in.From, broker.Errorf(broker.CodeBadRequest, "the first envelope must be a join (or the mail lacks its %s header)", HeaderSession))
@@ -149,6 +154,17 @@ func parseReason(err error) string {
 func (t *Transport) ignore(why string) {
 	t.m.dropped("automatic")
 	t.log.Debug("automatic mail ignored", "why", why)
+}
+
+// isResume reports whether raw is a join that resumes a session.
+func isResume(raw json.RawMessage) bool {
+	var e struct {
+		Type    string `json:"type"`
+		Payload struct {
+			Resume json.RawMessage `json:"resume"`
+		} `json:"payload"`
+	}
+	return json.Unmarshal(raw, &e) == nil && e.Type == broker.TypeJoin && len(e.Payload.Resume) > 0 && string(e.Payload.Resume) != "null"
 }
 
 func isJoin(raw json.RawMessage) bool {

@@ -67,7 +67,7 @@ type Server struct {
 	smtp  *smtp.Server
 	imap  *imapserver.Server
 	smtpL net.Listener
-	imapL net.Listener
+	imapL *trackingListener
 	log   *slog.Logger
 
 	wg        sync.WaitGroup
@@ -107,10 +107,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if s.smtpL, err = net.Listen("tcp", o.SMTPAddr); err != nil {
 		return nil, fmt.Errorf("mailserver: smtp: %w", err)
 	}
-	if s.imapL, err = net.Listen("tcp", o.IMAPAddr); err != nil {
+	imapL, err := net.Listen("tcp", o.IMAPAddr)
+	if err != nil {
 		s.smtpL.Close()
 		return nil, fmt.Errorf("mailserver: imap: %w", err)
 	}
+	s.imapL = &trackingListener{Listener: imapL, conns: map[net.Conn]struct{}{}}
 	errLog := log.New(&logWriter{s.log}, "", 0)
 
 	s.smtp = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -184,6 +186,75 @@ func (s *Server) WaitMessages(ctx context.Context, address string, n int) ([][]b
 			return m, fmt.Errorf("mailserver: waiting for mail %d to %s: %w", n+1, address, ctx.Err())
 		}
 	}
+}
+
+// DropIMAPConnections cuts every IMAP connection, as a server restart
+// would; clients must connect again.
+func (s *Server) DropIMAPConnections() { s.imapL.dropAll() }
+
+// RenewUIDValidity gives every mailbox a new UIDVALIDITY and numbers its
+// mail again from UID 1, as a server does when it rebuilds its index.
+// Clients that have a mailbox selected should be cut (DropIMAPConnections).
+func (s *Server) RenewUIDValidity() {
+	st := s.store
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.uidValidity++
+	for _, u := range st.accounts {
+		for _, b := range u.boxes {
+			b.uidNext = 1
+			for _, m := range b.msgs {
+				m.Uid = b.uidNext
+				b.uidNext++
+			}
+		}
+	}
+}
+
+// trackingListener remembers its connections, so that they can be cut.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, l: l}
+	l.mu.Lock()
+	l.conns[tc] = struct{}{}
+	l.mu.Unlock()
+	return tc, nil
+}
+
+func (l *trackingListener) dropAll() {
+	l.mu.Lock()
+	conns := make([]net.Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	l    *trackingListener
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 // Close stops both servers, closes their connections and waits for their

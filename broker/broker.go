@@ -191,7 +191,12 @@ func (b *Broker) LocalSession(id string) (*Session, bool) {
 
 // Join admits a peer to a room, or resumes its session. Refusals are *Error
 // values with the protocol's codes.
-func (b *Broker) Join(ctx context.Context, req JoinRequest) (*Joined, error) {
+func (b *Broker) Join(ctx context.Context, req JoinRequest) (_ *Joined, err error) {
+	defer func() {
+		if err != nil {
+			b.m.refused(TypeJoin, AsError(err).Code) // logged by the transport, sparingly
+		}
+	}()
 	if b.closing.Load() {
 		return nil, &Error{Code: CodeShuttingDown, Message: "the broker is shutting down: join again (another node, or this one when it is back)", Err: ErrShutdown}
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboard-rtc/switchboard/broker"
 )
 
@@ -209,7 +211,8 @@ func TestHeldMessagesBounded(t *testing.T) {
 // once, then JoinRate a second; other addresses are not held back, and a
 // join that names no address is not counted.
 func TestJoinRatePerClient(t *testing.T) {
-	b := newBroker(t, broker.Options{JoinRate: 0.001, JoinBurst: 3})
+	reg := prometheus.NewRegistry()
+	b := newBroker(t, broker.Options{JoinRate: 0.001, JoinBurst: 3, Registerer: reg})
 	ctx := context.Background()
 	joinFrom := func(client, peer string) error {
 		_, err := b.Join(ctx, broker.JoinRequest{Room: "demo", Peer: peer, Client: client})
@@ -222,6 +225,9 @@ func TestJoinRatePerClient(t *testing.T) {
 	}
 	if err := joinFrom("192.0.2.1", "a3"); codeOf(err) != broker.CodeRateLimited {
 		t.Fatalf("4th join from one address: %v, want rate-limited", err)
+	}
+	if n := refusedJoins(t, reg); n != 1 {
+		t.Fatalf("refused joins counted: %v, want 1", n)
 	}
 	if err := joinFrom("192.0.2.2", "b0"); err != nil {
 		t.Fatalf("a join from another address: %v", err)
@@ -285,4 +291,29 @@ func TestDedupRemembersBoundedIDs(t *testing.T) {
 	if pongs() != 1 {
 		t.Fatal("the first id is still remembered after 10,000 others")
 	}
+}
+
+// refusedJoins is the count of joins refused with rate-limited in reg.
+func refusedJoins(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "switchboard_envelopes_refused_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["type"] == broker.TypeJoin && labels["code"] == string(broker.CodeRateLimited) {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }

@@ -42,7 +42,10 @@ func newMetrics(reg prometheus.Registerer, b *Broker) *metrics {
 		rooms := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_rooms", Help: "Rooms with a peer or a held message on this node.",
 		}, func() float64 { b.mu.RLock(); defer b.mu.RUnlock(); return float64(len(b.rooms)) })
-		reg.MustRegister(m.sessions, m.relayedV, m.refusedV, m.latency, depth, rooms)
+		held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_held_messages", Help: "Messages this node holds for peers not in their room (the offline hold).",
+		}, func() float64 { return float64(b.heldMsgs.Load()) })
+		reg.MustRegister(m.sessions, m.relayedV, m.refusedV, m.latency, depth, rooms, held)
 	}
 	return m
 }

@@ -51,6 +51,8 @@ type Session struct {
 	linger  time.Duration
 	timer   *time.Timer
 	limiter bucket
+	known   []string // the other peers this session was told of
+
 	// seen and seenOld are the hashes of envelope ids seen lately, with
 	// when (unix ns), for dropping retries: two generations, the newer
 	// started at seenSince (see seenLocked).
@@ -67,9 +69,9 @@ type Session struct {
 	// one may be, and how many were held back since.
 	refusalNext time.Time
 	refusalHeld int
-	known       []string // the other peers this session was told of
 
-	// In a cluster with a Store, the store is the mailbox (mb is unused) and
+	// In a cluster with a Store, the store is the mailbox (mb holds only the
+	// frames without seq, within the same bound) and
 	// storeLast is the last seq this node has heard of. tail is a copy of
 	// the latest messages stored for the session (by this node, or told of
 	// with their wake by another), contiguous seqs, which Take hands out

@@ -571,6 +571,21 @@ func (s *Server) logTail(server string) string {
 	return b.String()
 }
 
+// Queued returns how many mails Postfix has queued with the envelope
+// sender from (an address, or "" for the null sender of bounces), as its log
+// tells so far.
+func (s *Server) Queued(from string) int {
+	data, _ := os.ReadFile(filepath.Join(s.Dir, "postfix", "maillog"))
+	want := "from=<" + strings.ToLower(from) + ">,"
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, " postfix/qmgr[") && strings.Contains(strings.ToLower(line), want) && strings.Contains(line, "(queue active)") {
+			n++
+		}
+	}
+	return n
+}
+
 // Logs returns the end of both servers' logs, for a failing test's message.
 func (s *Server) Logs() string { return s.logTail("postfix") + s.logTail("dovecot") }
 

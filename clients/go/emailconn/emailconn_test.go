@@ -16,7 +16,7 @@ import (
 // testTimeout bounds each wait of these tests, on a slow shared machine.
 const testTimeout = 60 * time.Second
 
-func dialEmail(t *testing.T, r *emailrig.Rig, user string, opts switchboard.Options) *switchboard.Client {
+func dialEmail(t testing.TB, r *emailrig.Rig, user string, opts switchboard.Options) *switchboard.Client {
 	t.Helper()
 	opts.Transport = "email"
 	if opts.Room == "" {
@@ -42,7 +42,7 @@ func dialEmail(t *testing.T, r *emailrig.Rig, user string, opts switchboard.Opti
 	return c
 }
 
-func dialWebSocket(t *testing.T, r *emailrig.Rig, peer string) *switchboard.Client {
+func dialWebSocket(t testing.TB, r *emailrig.Rig, peer string) *switchboard.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -55,7 +55,7 @@ func dialWebSocket(t *testing.T, r *emailrig.Rig, peer string) *switchboard.Clie
 }
 
 // await returns the first envelope of type typ that c receives.
-func await(t *testing.T, c *switchboard.Client, typ string) switchboard.Envelope {
+func await(t testing.TB, c *switchboard.Client, typ string) switchboard.Envelope {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -70,7 +70,7 @@ func await(t *testing.T, c *switchboard.Client, typ string) switchboard.Envelope
 	}
 }
 
-func send(t *testing.T, c *switchboard.Client, to, text string) {
+func send(t testing.TB, c *switchboard.Client, to, text string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()

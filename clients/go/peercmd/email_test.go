@@ -99,3 +99,27 @@ func TestEmailCallBrokerModes(t *testing.T) {
 		})
 	}
 }
+
+// TestDovecotRestartDuringCallSetup restarts Dovecot, which holds the
+// mailboxes of the broker and of the peer on email, right after the offer
+// left: the IMAP connections of both break and the answer waits in
+// Postfix's queue, and the call still completes.
+func TestDovecotRestartDuringCallSetup(t *testing.T) {
+	r := emailrig.Start(t, emailrig.IMAP, emailrig.Options{}, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	bob := start(ctx, append([]string{"-room", "restart", "-loopback", "-peer", "bob", "-echo", "-exit-after-message"},
+		transportArgs(r, "", "email", "bob")...)...)
+	bob.waitFor(t, "bob", "joined room=restart")
+	alice := start(ctx, append([]string{"-room", "restart", "-loopback", "-peer", "alice", "-call", "bob", "-send", "after the restart", "-exit-after-message"},
+		transportArgs(r, "", "websocket", "alice")...)...)
+	alice.waitFor(t, "alice", "offer-sent peer=bob")
+	r.Mail.RestartDovecot()
+	r.Mail.Flush()
+	alice.waitForLong(t, "alice", `message-received peer=bob text="after the restart"`, 90*time.Second)
+	alice.wait(t, "alice")
+	bob.wait(t, "bob")
+	if !bob.out.has("signaling-reconnecting") {
+		t.Logf("bob's IMAP connection outlived the restart; printed:\n%s", bob.out.String())
+	}
+}

@@ -74,7 +74,13 @@ func (r *run) wait(t *testing.T, name string) {
 
 func (r *run) waitFor(t *testing.T, name, line string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	r.waitForLong(t, name, line, 20*time.Second)
+}
+
+// waitForLong is waitFor with a wait of its own.
+func (r *run) waitForLong(t *testing.T, name, line string, wait time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
 	for !r.out.has(line) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s never printed %q; printed:\n%s", name, line, r.out.String())

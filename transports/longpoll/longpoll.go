@@ -191,7 +191,7 @@ func (t *Transport) session(r *http.Request) (*broker.Session, error) {
 	// it over from another node, which must not happen for another transport's.
 	if s, ok := t.b.LocalSession(id); ok {
 		if foreign(s) {
-			return nil, errOtherTransport
+			return nil, otherTransport()
 		}
 	} else if st := t.b.Options().Store; st != nil {
 		// Another node's session, perhaps: the store says which transport
@@ -200,7 +200,7 @@ func (t *Transport) session(r *http.Request) (*broker.Session, error) {
 		rec, err := st.Load(ctx, id)
 		cancel()
 		if err == nil && rec.Transport != "" && rec.Transport != Name {
-			return nil, errOtherTransport
+			return nil, otherTransport()
 		}
 	}
 	s, ok := t.b.Session(id)
@@ -208,7 +208,7 @@ func (t *Transport) session(r *http.Request) (*broker.Session, error) {
 		return nil, broker.Errorf(broker.CodeSessionExpired, "no such session: it ended or never was")
 	}
 	if foreign(s) {
-		return nil, errOtherTransport
+		return nil, otherTransport()
 	}
 	return s, nil
 }
@@ -222,9 +222,11 @@ func foreign(s *broker.Session) bool {
 	return tr != Name && tr != ""
 }
 
-// errOtherTransport answers a request that names the secret of a session
+// otherTransport answers a request that names the secret of a session
 // carried by another transport.
-var errOtherTransport = broker.Errorf(broker.CodeSessionExpired, "this session is not open over long-polling: resume it with a join (POST /v1/sessions), or start a new one")
+func otherTransport() error {
+	return broker.Errorf(broker.CodeSessionExpired, "this session is not open over long-polling: resume it with a join (POST /v1/sessions), or start a new one")
+}
 
 // create answers POST /v1/sessions: a join.
 func (t *Transport) create(w http.ResponseWriter, r *http.Request) {

@@ -172,11 +172,13 @@ func TestRealMailServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i := range 3 {
-		m := receiveType(t, bobIn, "message")
-		if m["payload"].(float64) != float64(i) {
-			t.Fatalf("after the restart, message %d: %v", i, m)
-		}
+	// Postfix may deliver separate mails in any order: each arrives once.
+	got := map[float64]bool{}
+	for range 3 {
+		got[receiveType(t, bobIn, "message")["payload"].(float64)] = true
+	}
+	if len(got) != 3 {
+		t.Fatalf("after the restart: %v", got)
 	}
 }
 

@@ -23,6 +23,10 @@ const (
 	errorMailEvery = time.Hour
 	// handleTimeout bounds the handling of one envelope.
 	handleTimeout = 10 * time.Second
+	// maxAnswersInFlight bounds the mails that answer no session (refused
+	// joins, error mails) being sent or retried at once; past it an answer
+	// is dropped, logged and counted.
+	maxAnswersInFlight = 64
 )
 
 // handleMail takes one mail addressed to the broker, from the SMTP server or
@@ -194,15 +198,24 @@ func (t *Transport) sendOnce(to, room string, frames ...[]byte) {
 		t.log.Error("building a mail", "error", err)
 		return
 	}
+	select {
+	case t.answering <- struct{}{}:
+	default:
+		t.m.dropped("answers-full")
+		t.log.Warn("too many answers are being mailed: one is dropped", "to", to, "in_flight", maxAnswersInFlight)
+		return
+	}
 	t.mu.Lock()
 	if t.stopping {
 		t.mu.Unlock()
+		<-t.answering
 		return
 	}
 	t.wg.Add(1)
 	t.mu.Unlock()
 	go func() {
 		defer t.wg.Done()
+		defer func() { <-t.answering }()
 		ctx, cancel := context.WithTimeout(context.Background(), t.opts.ResumeWindow)
 		defer cancel()
 		if err := t.submit.sendRetrying(ctx, t.m, t.opts.Address, to, raw, t.quit); err != nil {

@@ -297,3 +297,35 @@ func TestRecentIsBounded(t *testing.T) {
 		t.Fatal("remembered past the window")
 	}
 }
+
+// TestBatching: an offer and its candidates, sent at once, reach an email
+// peer as one mail.
+func TestBatching(t *testing.T) {
+	r := newRig(t, Options{BatchDelay: time.Second}, broker.Options{})
+	in, _ := joinAlice(t, r, "r")
+	bob, err := r.b.Join(context.Background(), broker.JoinRequest{Room: "r", Peer: "bob", Transport: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.nextOfType(t, "peer-joined")
+	before := len(r.tr.MailServer().Messages(alice))
+	envs := []string{`{"type":"offer","to":"alice","payload":{"type":"offer","sdp":"v=0\r\n"}}`}
+	for i := range 5 {
+		envs = append(envs, fmt.Sprintf(`{"type":"candidate","to":"alice","payload":{"candidate":"c%d","sdpMid":"0","sdpMLineIndex":0}}`, i))
+	}
+	envs = append(envs, `{"type":"candidate","to":"alice","payload":null}`)
+	for _, e := range envs {
+		if err := bob.Session.HandleRaw(context.Background(), []byte(e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.nextOfType(t, "offer")
+	for range 6 {
+		if e := in.next(t); e["type"] != "candidate" {
+			t.Fatal(e)
+		}
+	}
+	if n := len(r.tr.MailServer().Messages(alice)) - before; n != 1 {
+		t.Fatalf("the offer and its candidates came in %d mails, want 1", n)
+	}
+}

@@ -257,12 +257,13 @@ type Transport struct {
 	seen   *recent // Message-IDs handled, by sender
 	warned *recent // senders told of a bad mail within the hour
 
-	mu       sync.Mutex
-	peers    map[string]*peer // by session secret
-	running  bool
-	stopping bool
-	quit     chan struct{} // closed when Run stops: answers being retried give up
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	peers     map[string]*peer // by session secret
+	running   bool
+	stopping  bool
+	quit      chan struct{} // closed when Run stops: answers being retried give up
+	answering chan struct{} // a slot per answer being mailed (maxAnswersInFlight)
+	wg        sync.WaitGroup
 }
 
 var (
@@ -276,13 +277,14 @@ func New(opts Options) (*Transport, error) {
 		return nil, err
 	}
 	return &Transport{
-		opts:   opts,
-		log:    slog.Default(),
-		peers:  make(map[string]*peer),
-		quit:   make(chan struct{}),
-		seen:   newRecent(maxRemembered, dedupWindow),
-		warned: newRecent(maxRemembered, errorMailEvery),
-		m:      newMetrics(nil),
+		opts:      opts,
+		log:       slog.Default(),
+		peers:     make(map[string]*peer),
+		quit:      make(chan struct{}),
+		answering: make(chan struct{}, maxAnswersInFlight),
+		seen:      newRecent(maxRemembered, dedupWindow),
+		warned:    newRecent(maxRemembered, errorMailEvery),
+		m:         newMetrics(nil),
 	}, nil
 }
 

@@ -238,3 +238,39 @@ func TestJoinRatePerAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestPingerThatNeverReadsIsEnded: a client that sends pings and never
+// reads its pongs is ended as a slow consumer once what waits for it passes
+// the mailbox bound, rather than have the broker hold every pong.
+func TestPingerThatNeverReadsIsEnded(t *testing.T) {
+	url, b := start(t, broker.Options{Rate: -1, MailboxMessages: 64}, wstransport.Options{})
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"r","payload":{"peer":"a"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, data, err := ws.ReadMessage(); err != nil || !strings.Contains(string(data), `"welcome"`) {
+		t.Fatalf("join: %s %v", data, err)
+	}
+	// From here on the client reads nothing.
+	ping := []byte(`{"type":"ping","payload":"` + strings.Repeat("p", broker.MaxPingPayload-2) + `"}`)
+	sent := 0
+	for ; sent < 100000 && b.Sessions() > 0; sent++ {
+		if ws.WriteMessage(websocket.TextMessage, ping) != nil {
+			break // the broker closed the connection
+		}
+	}
+	t.Logf("%d pings sent", sent)
+	deadline := time.Now().Add(20 * time.Second)
+	for b.Sessions() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a client that pings and never reads was not ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -22,7 +22,7 @@ import (
 const (
 	sendRetryMin = time.Second
 	sendRetryMax = time.Minute
-	dialTimeout  = 30 * time.Second
+	dialTimeout  = 10 * time.Second
 	// smtpCommandTimeout bounds each SMTP command of a submission.
 	smtpCommandTimeout = time.Minute
 	// probeEvery is how often an unreachable submission server is tried
@@ -139,18 +139,36 @@ func (s *submitter) dial() (*smtp.Client, error) {
 	return c, nil
 }
 
-// send submits one mail.
-func (s *submitter) send(from, to string, raw []byte) error {
+// send submits one mail; closing stop cuts it short.
+func (s *submitter) send(from, to string, raw []byte, stop <-chan struct{}) error {
 	c, err := s.dial()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-stop:
+			c.Close() // a submission server that hangs does not hold up shutdown
+		case <-done:
+		}
+	}()
 	if err := c.SendMail(from, []string{to}, bytes.NewReader(raw)); err != nil {
 		return err
 	}
 	_ = c.Quit()
 	return nil
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // permanent reports whether err is an SMTP refusal that trying again cannot
@@ -165,7 +183,10 @@ func permanent(err error) bool {
 func (s *submitter) sendRetrying(ctx context.Context, m *metrics, from, to string, raw []byte, stop <-chan struct{}) error {
 	delay := sendRetryMin
 	for {
-		err := s.send(from, to, raw)
+		err := s.send(from, to, raw, stop)
+		if stopped := stop != nil && isClosed(stop); stopped && err != nil {
+			return errStopped
+		}
 		if err == nil || !permanent(err) {
 			s.note(err)
 		}

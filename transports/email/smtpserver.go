@@ -1,7 +1,9 @@
 package emailtransport
 
 import (
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -31,13 +33,21 @@ func (t *Transport) serveSMTP() (func(), error) {
 	s.ReadTimeout = smtpTimeout
 	s.WriteTimeout = smtpTimeout
 	s.AllowInsecureAuth = loopback(ln.Addr().String())
+	if t.opts.SMTPTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(t.opts.SMTPTLSCert, t.opts.SMTPTLSKey)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("emailtransport: smtp_tls_cert: %w", err)
+		}
+		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	s.ErrorLog = log.New(io.Discard, "", 0)
 	t.mu.Lock()
 	t.smtpL = ln
 	t.mu.Unlock()
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Serve(ln) }()
-	t.log.Info("email: SMTP server listening", "addr", ln.Addr().String(), "auth", t.opts.SMTPUsername != "")
+	t.log.Info("email: SMTP server listening", "addr", ln.Addr().String(), "auth", t.opts.SMTPUsername != "", "starttls", s.TLSConfig != nil)
 	return func() { _ = s.Close(); <-done }, nil
 }
 

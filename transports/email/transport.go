@@ -61,6 +61,11 @@ type Options struct {
 	// require AUTH PLAIN with them. Default: no AUTH.
 	SMTPUsername string `yaml:"smtp_username"`
 	SMTPPassword string `yaml:"smtp_password"`
+	// SMTPTLSCert and SMTPTLSKey are PEM files of a certificate and its key:
+	// when set, the broker's SMTP server offers STARTTLS, and AUTH is
+	// offered beyond loopback only after it. Default: no TLS.
+	SMTPTLSCert string `yaml:"smtp_tls_cert"`
+	SMTPTLSKey  string `yaml:"smtp_tls_key"`
 	// IMAPURL names the mailbox the broker reads (receive: imap):
 	// imap://user:password@host:143/INBOX (STARTTLS when offered) or
 	// imaps://…:993/INBOX. Default: the broker's mailbox on the embedded server.
@@ -188,6 +193,9 @@ func (o *Options) init() error {
 		}
 	} else if o.openAccounts() && !(loopback(e.SMTPListen) && loopback(e.IMAPListen)) {
 		return errors.New("emailtransport: the embedded mail server's open accounts take any password: listen on loopback only, or list accounts")
+	}
+	if (o.SMTPTLSCert == "") != (o.SMTPTLSKey == "") {
+		return errors.New("emailtransport: set smtp_tls_cert and smtp_tls_key together")
 	}
 	if o.Receive == ReceiveSMTP && embedded && o.SMTPListen == e.SMTPListen && !strings.HasSuffix(o.SMTPListen, ":0") {
 		return fmt.Errorf("emailtransport: receive: smtp and the embedded mail server both listen on %s", o.SMTPListen)

@@ -939,6 +939,9 @@ class LongPollConnection {
   }
 }
 
+/** The label of a PeerLink's hand-over channel (docs/protocol.md). */
+export const HAND_OVER_LABEL = "switchboard-signaling";
+
 /**
  * PeerLink is an RTCPeerConnection to one remote peer, negotiated over a {@link Signaling}
  * with the W3C "perfect negotiation" pattern: either side may add tracks or data channels at
@@ -964,6 +967,7 @@ class LongPollConnection {
 export class PeerLink extends EventTarget {
   #sig;
   #gatherAll;
+  #handOver = null;
   #makingOffer = false;
   #ignoreOffer = false;
   #settingAnswer = false;
@@ -980,6 +984,11 @@ export class PeerLink extends EventTarget {
    *   first is polite, so both sides agree without talking.
    * @param {boolean} [options.gatherAll] wait for ICE gathering to complete and send each offer
    *   and answer with every candidate in it, and no trickle: for email peers. Default false.
+   * @param {boolean} [options.handOver] open a data channel labelled "switchboard-signaling"
+   *   over which the link's later negotiation (new tracks, channels) goes once it is open and
+   *   ICE is connected, instead of the broker: for peers on slow transports. A link always
+   *   takes such a channel that the remote peer opens. Ignored by {@link PeerLink.accept}.
+   *   Default false.
    * @param {typeof RTCPeerConnection} [options.RTCPeerConnectionImpl] default
    *   globalThis.RTCPeerConnection.
    */
@@ -989,6 +998,7 @@ export class PeerLink extends EventTarget {
       rtcConfig,
       polite = sig.peer < remote,
       gatherAll = false,
+      handOver = false,
       RTCPeerConnectionImpl = globalThis.RTCPeerConnection,
     } = options;
     this.#sig = sig;
@@ -1005,14 +1015,18 @@ export class PeerLink extends EventTarget {
     const pc = this.pc;
     pc.addEventListener("negotiationneeded", () => this.#guard(this.#offer()));
     pc.addEventListener("icecandidate", ({ candidate }) => {
-      if (!this.#gatherAll) this.#send("candidate", candidate ? candidate.toJSON() : null);
+      if (!this.#gatherAll || this.handedOver) this.#send("candidate", candidate ? candidate.toJSON() : null);
     });
     pc.addEventListener("iceconnectionstatechange", () => {
       if (pc.iceConnectionState === "failed") pc.restartIce();
     });
     pc.addEventListener("connectionstatechange", () => this.#emit("state", { state: pc.connectionState }));
     pc.addEventListener("track", ({ track, streams, transceiver }) => this.#emit("track", { track, streams, transceiver }));
-    pc.addEventListener("datachannel", ({ channel }) => this.#emit("datachannel", { channel }));
+    pc.addEventListener("datachannel", ({ channel }) => {
+      if (channel.label === HAND_OVER_LABEL) this.#adopt(channel);
+      else this.#emit("datachannel", { channel });
+    });
+    if (handOver) this.#adopt(pc.createDataChannel(HAND_OVER_LABEL));
     sig.addEventListener("message", this.#onMessage);
     sig.addEventListener("peer-left", this.#onPeerLeft);
     sig.addEventListener("session-reset", this.#onReset);
@@ -1029,7 +1043,7 @@ export class PeerLink extends EventTarget {
    * @returns {PeerLink}
    */
   static accept(sig, offer, options) {
-    const link = new PeerLink(sig, offer.from, options);
+    const link = new PeerLink(sig, offer.from, { ...options, handOver: false });
     queueMicrotask(() => link.#receive(offer));
     return link;
   }
@@ -1148,13 +1162,47 @@ export class PeerLink extends EventTarget {
   // #sendLocalDescription sends the local description if it is still of the given type: while
   // gathering, a crossing offer may have replaced it.
   async #sendLocalDescription(type) {
-    if (this.#gatherAll) await gatheringComplete(this.pc);
+    if (this.#gatherAll && !this.handedOver) await gatheringComplete(this.pc);
     const description = this.pc.localDescription;
     if (description?.type === type) this.#send(type, { type, sdp: description.sdp });
   }
 
   #send(type, payload) {
+    if (type !== "bye" && this.handedOver) {
+      try {
+        this.#handOver.send(JSON.stringify({ type, payload }));
+        return;
+      } catch {
+        // The channel is closing: the broker still carries it.
+      }
+    }
     this.#sig.send({ type, to: this.remote, payload }).catch((error) => this.#emit("error", error));
+  }
+
+  /**
+   * handedOver tells whether the link's signals now go over its hand-over channel rather than
+   * the broker: the channel is open and ICE is connected.
+   * @type {boolean}
+   */
+  get handedOver() {
+    const state = this.pc.iceConnectionState;
+    return this.#handOver?.readyState === "open" && (state === "connected" || state === "completed");
+  }
+
+  // #adopt takes the hand-over channel: what comes on it is a signal from the remote peer.
+  #adopt(channel) {
+    this.#handOver = channel;
+    channel.addEventListener("message", ({ data }) => {
+      let frame;
+      try {
+        frame = JSON.parse(data);
+      } catch {
+        return;
+      }
+      if (typeof frame?.type === "string" && frame.type !== "bye") {
+        this.#receive({ type: frame.type, from: this.remote, payload: frame.payload });
+      }
+    });
   }
 
   #guard(promise) {

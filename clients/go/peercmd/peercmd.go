@@ -27,7 +27,9 @@
 // broker. -transport email signals by mail: -imap names the peer's own
 // mailbox (imap://user:password@host:port/INBOX), -smtp its submission
 // server (smtp://user:password@host:port) and -broker-address the broker's
-// signaling address; -url is not used. Without -imap and -smtp the peer
+// signaling address; -url is not used. A peer on email that calls also
+// opens a hand-over channel (-hand-over), over which the call's later
+// negotiation goes once it is open. Without -imap and -smtp the peer
 // uses the broker's embedded mail server at its default addresses, with the
 // mailbox <peer>@localhost. On email the peer gathers every ICE
 // candidate before it sends its one offer or answer (-gather-all=false
@@ -77,6 +79,7 @@ type config struct {
 	loopback                          bool
 	debug                             bool
 	imap, smtp, brokerAddress         string
+	handOver                          bool
 }
 
 // The embedded mail server's default listeners, which -transport email uses
@@ -134,6 +137,7 @@ func parse(args []string, out io.Writer) (*config, error) {
 	fs.BoolVar(&c.relay, "relay", false, "use only relayed (TURN) candidates: iceTransportPolicy relay")
 	fs.BoolVar(&c.loopback, "loopback", false, "use only the loopback interface, for two peers on one machine without a network")
 	fs.BoolVar(&c.debug, "debug", false, "log the signaling client and pion/webrtc to stderr")
+	fs.BoolVar(&c.handOver, "hand-over", false, "when calling, carry the call's later negotiation over a data channel of its own once it is open (the default on email)")
 	fs.StringVar(&c.imap, "imap", "", "with -transport email, this peer's mailbox: `URL` imap://user:password@host:port/INBOX (or imaps://); default: <peer>@localhost on the broker's embedded mail server, imap://…@127.0.0.1:1143")
 	fs.StringVar(&c.smtp, "smtp", "", "with -transport email, this peer's submission server: `URL` smtp://user:password@host:port (or smtps://); default: the embedded mail server, smtp://127.0.0.1:2525")
 	fs.StringVar(&c.brokerAddress, "broker-address", emailconn.DefaultBroker, "with -transport email, the broker's signaling `address`")
@@ -150,10 +154,13 @@ func parse(args []string, out io.Writer) (*config, error) {
 		return nil, fmt.Errorf("peer: unexpected arguments %q", fs.Args())
 	}
 	if c.transport == emailconn.Name {
-		c.gatherAll = true
+		c.gatherAll, c.handOver = true, true
 		fs.Visit(func(f *flag.Flag) {
-			if f.Name == "gather-all" {
+			switch f.Name {
+			case "gather-all":
 				c.gatherAll = f.Value.String() == "true"
+			case "hand-over":
+				c.handOver = f.Value.String() == "true"
 			}
 		})
 	}
@@ -412,6 +419,7 @@ func (r *runner) newPeer(remote string) (*webrtcpeer.Peer, error) {
 		Configuration: webrtc.Configuration{ICEServers: r.iceServers, ICETransportPolicy: r.policy},
 		API:           r.api,
 		GatherAll:     r.cfg.gatherAll,
+		HandOver:      r.cfg.handOver,
 		Logger:        r.log,
 		OnEvent: func(ev webrtcpeer.Event) {
 			<-ready

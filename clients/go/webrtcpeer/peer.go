@@ -85,6 +85,16 @@ type Options struct {
 	// DataChannel is the label of the data channel that Call creates.
 	// Default: "switchboard".
 	DataChannel string
+	// HandOver makes Call open a second data channel, labelled
+	// HandOverLabel, over which the two ends carry the call's later
+	// negotiation (new tracks, transceivers) once it is open, instead of the
+	// broker: a slow signaling transport is then needed for the first
+	// exchange only. Signals go over it only while ICE is connected: an ICE
+	// restart, and a call whose connection failed, still go through the
+	// broker. A Peer always takes such a channel that the other end opens;
+	// GatherAll does not apply to what goes over it.
+	// Default: off (on in `switchboard peer -transport email`).
+	HandOver bool
 	// NoICERestart turns off the ICE restart that a Peer starts when its
 	// ICE connection fails. Default: restart.
 	NoICERestart bool
@@ -98,6 +108,10 @@ type Options struct {
 	// Logger receives the Peer's log. Default: none.
 	Logger *slog.Logger
 }
+
+// HandOverLabel is the label of the data channel that carries a call's
+// later negotiation (Options.HandOver; docs/protocol.md).
+const HandOverLabel = "switchboard-signaling"
 
 // Defaults of Options.
 const (
@@ -143,6 +157,7 @@ const (
 	EventConnectionState   EventKind = "connection-state"   // State: the new peer connection state
 	EventDataChannelOpen   EventKind = "datachannel-open"   // Label: the channel's label
 	EventDataChannelClose  EventKind = "datachannel-close"  // Label: the channel's label
+	EventHandOver          EventKind = "handed-over"        // the hand-over channel is open: later signals go over it
 	EventMessage           EventKind = "message"            // Label, Data, IsString
 	EventBye               EventKind = "bye"                // the other end hung up; the Peer is closed
 	EventError             EventKind = "error"              // Err: a negotiation step failed
@@ -217,6 +232,7 @@ type Peer struct {
 
 	dcMu sync.Mutex
 	dc   *webrtc.DataChannel // the first channel that opened
+	hdc  *webrtc.DataChannel // the hand-over channel, once open
 
 	events *eventQueue
 
@@ -380,7 +396,13 @@ func (p *Peer) WaitOpen(ctx context.Context) error {
 // send an offer. It waits for any negotiation step under way.
 func (p *Peer) Call() error {
 	errc := make(chan error, 1)
-	p.post(func() { errc <- p.createChannel(p.opts.DataChannel) })
+	p.post(func() {
+		err := p.createChannel(p.opts.DataChannel)
+		if err == nil && p.opts.HandOver {
+			err = p.createChannel(HandOverLabel)
+		}
+		errc <- err
+	})
 	select {
 	case err := <-errc:
 		return err
@@ -612,7 +634,7 @@ func (p *Peer) setLocalAndSend(pc *webrtc.PeerConnection, sd webrtc.SessionDescr
 	defer p.releaseCandidates()
 
 	var gathered <-chan struct{}
-	if p.opts.GatherAll {
+	if p.opts.GatherAll && p.handOver() == nil {
 		gathered = webrtc.GatheringCompletePromise(pc)
 	}
 	if err := pc.SetLocalDescription(sd); err != nil {
@@ -664,7 +686,7 @@ func (p *Peer) releaseCandidates() {
 
 // onLocalCandidate trickles a local candidate (nil: the end of them).
 func (p *Peer) onLocalCandidate(c *webrtc.ICECandidate) {
-	if p.opts.GatherAll {
+	if p.opts.GatherAll && p.handOver() == nil {
 		return
 	}
 	p.candMu.Lock()
@@ -706,9 +728,82 @@ func (p *Peer) send(typ string, payload any) error {
 		return err
 	}
 	env.Payload = data
+	if hdc := p.handOver(); hdc != nil {
+		frame, err := json.Marshal(handOverFrame{Type: typ, Payload: data})
+		if err != nil {
+			return err
+		}
+		if err := hdc.SendText(string(frame)); err == nil {
+			return nil
+		}
+		// The channel is closing: the broker still carries it.
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.SendTimeout)
 	defer cancel()
 	return p.sig.Send(ctx, env)
+}
+
+// handOverFrame is a signal on the hand-over channel: an envelope's type
+// and payload (docs/protocol.md).
+type handOverFrame struct {
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// handOver returns the open hand-over channel while ICE is connected, or
+// nil. An ICE restart (pion drops the old candidate pair as soon as one
+// end applies the restart) and a failed connection go through the broker.
+func (p *Peer) handOver() *webrtc.DataChannel {
+	switch p.pc.Load().ICEConnectionState() {
+	case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+	default:
+		return nil
+	}
+	p.dcMu.Lock()
+	defer p.dcMu.Unlock()
+	return p.hdc
+}
+
+// HandedOver reports whether the call's signals now go over its hand-over
+// channel rather than the broker: the channel is open and ICE connected.
+func (p *Peer) HandedOver() bool { return p.handOver() != nil }
+
+// watchHandOver takes the hand-over channel: once open, signals go over it,
+// and what comes on it is handled as a signal from the other end.
+func (p *Peer) watchHandOver(pc *webrtc.PeerConnection, dc *webrtc.DataChannel) {
+	dc.OnOpen(func() {
+		if p.pc.Load() != pc {
+			return
+		}
+		p.dcMu.Lock()
+		p.hdc = dc
+		p.dcMu.Unlock()
+		p.emit(Event{Kind: EventHandOver, Label: dc.Label()})
+	})
+	dc.OnClose(func() {
+		p.dcMu.Lock()
+		if p.hdc == dc {
+			p.hdc = nil
+		}
+		p.dcMu.Unlock()
+	})
+	dc.OnMessage(func(m webrtc.DataChannelMessage) {
+		if p.pc.Load() != pc {
+			return
+		}
+		var f handOverFrame
+		if err := json.Unmarshal(m.Data, &f); err != nil || f.Type == "" {
+			p.log.Warn("malformed frame on the hand-over channel", "err", err)
+			return
+		}
+		if f.Type == switchboard.TypeBye {
+			return // a bye goes through the broker
+		}
+		env := switchboard.Envelope{Type: f.Type, From: p.remote, Payload: f.Payload}
+		if err := p.HandleSignal(env); err != nil {
+			p.log.Warn("bad signal on the hand-over channel", "type", f.Type, "err", err)
+		}
+	})
 }
 
 // onDescription is the heart of perfect negotiation.
@@ -827,6 +922,10 @@ func (p *Peer) onRemoteCandidate(c *switchboard.ICECandidateInit) {
 // end.
 func (p *Peer) watchDataChannel(pc *webrtc.PeerConnection, dc *webrtc.DataChannel) {
 	label := dc.Label()
+	if label == HandOverLabel {
+		p.watchHandOver(pc, dc)
+		return
+	}
 	var openOnce sync.Once
 	// opened runs on the open event, or on the first message if that comes
 	// first, as it may for a channel the other end made.

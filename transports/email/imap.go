@@ -158,7 +158,10 @@ func (r *imapReceiver) session(ctx context.Context) (connected bool, err error) 
 	updates := make(chan imapclient.Update, 64)
 	wake := make(chan struct{}, 1)
 	c.Updates = updates
+	drained := make(chan struct{})
+	defer func() { _ = c.Terminate(); <-drained }() // the reader ends, and with it this goroutine
 	go func() {
+		defer close(drained)
 		for {
 			select {
 			case u := <-updates:

@@ -436,7 +436,8 @@ func (t *Transport) Run(ctx context.Context, b *broker.Broker) error {
 	t.mu.Lock()
 	t.running = true
 	t.mu.Unlock()
-	go sub.probe(ctx, t.log)
+	probed := make(chan struct{})
+	go func() { defer close(probed); sub.probe(ctx, t.log) }()
 	t.log.Info("email transport running", "address", o.Address, "receive", o.Receive, "batch_delay", o.BatchDelay,
 		"idle_timeout", o.IdleTimeout, "resume_window", o.ResumeWindow)
 
@@ -455,6 +456,7 @@ func (t *Transport) Run(ctx context.Context, b *broker.Broker) error {
 	for _, p := range peers {
 		p.stopWriter()
 	}
+	<-probed
 	if srv != nil {
 		srv.Close()
 	}

@@ -214,3 +214,25 @@ func newRealRig(t *testing.T, ms *mailtest.Server, done string) *rig {
 	waitFor(t, "the transport to be ready", func() bool { return tr.Ready() == nil })
 	return r
 }
+
+// TestRealMailServerDelete: with imap_done: delete the broker's mailbox on
+// Dovecot is empty once its mail is handled.
+func TestRealMailServerDelete(t *testing.T) {
+	ms := mailtest.Start(t, mailtest.Options{Users: []string{"switchboard", "alice"}})
+	newRealRig(t, ms, DoneDelete)
+	in := openInbox(t, ms.IMAPURL("alice"))
+	alice := ms.Address("alice")
+	if err := submit(t, ms.SMTPAddr, alice, peerMail(alice, DefaultAddress, "", `{"type":"join","room":"demo","payload":{"peer":"alice"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	session := in.nextOfType("welcome")["payload"].(map[string]any)["session"].(string)
+	if err := submit(t, ms.SMTPAddr, alice, peerMail(alice, DefaultAddress, session, `{"type":"ping","payload":"p"}`)); err != nil {
+		t.Fatal(err)
+	}
+	in.nextOfType("pong")
+	box := openInbox(t, ms.IMAPURL("switchboard"))
+	waitFor(t, "the broker's mailbox to be empty", func() bool {
+		uids, err := box.c.UidSearch(imap.NewSearchCriteria())
+		return err == nil && len(uids) == 0
+	})
+}

@@ -55,8 +55,9 @@
 //     alone. The envelopes are the JSON array of the first application/json
 //     part, depth-first, within 1 MiB, 32 parts and a depth of 4. Reading a
 //     mail flags it \Seen.
-//   - Acknowledgements go with the next mail sent, or after 30 s on their own
-//     (Config.AckDelay). A connection that has mailed nothing, or heard
+//   - Acknowledgements go with the next mail sent, or on their own after
+//     30 s (Config.AckDelay), or at once when 128 envelopes wait for one (the
+//     broker mails at most 512 ahead of the last acknowledgement). A connection that has mailed nothing, or heard
 //     nothing, for 4 minutes (Config.KeepAlive) mails a ping, so that the
 //     broker's idle timeout for email (10 minutes) never ends a live peer;
 //     the pong is not returned by Recv.

@@ -184,11 +184,13 @@ type conn struct {
 	session string
 	joinID  string
 
-	sendMu  sync.Mutex // one submission at a time
-	ackMu   sync.Mutex
-	ackSeq  uint64 // an acknowledgement not yet mailed; 0: none
-	ackDue  time.Time
-	lastUID uint32 // owned by the reader
+	sendMu    sync.Mutex // one submission at a time
+	ackMu     sync.Mutex
+	ackSeq    uint64 // an acknowledgement not yet mailed; 0: none
+	ackDue    time.Time
+	ackMailed uint64        // the last seq acknowledged in a mail
+	ackWake   chan struct{} // tells the keepalive loop an ack is due now
+	lastUID   uint32        // owned by the reader
 
 	startTLS atomic.Int32 // startTLSUnknown, startTLSYes or startTLSNo
 
@@ -229,6 +231,7 @@ func dial(ctx context.Context, cfg Config, base *url.URL, join switchboard.Envel
 		silence:    2*cfg.KeepAlive + silenceSlack,
 		updates:    make(chan client.Update, 16),
 		wake:       make(chan struct{}, 1),
+		ackWake:    make(chan struct{}, 1),
 		closed:     make(chan struct{}),
 		readerDone: make(chan struct{}),
 		joinID:     join.ID,
@@ -661,11 +664,19 @@ func (c *conn) takeAck() uint64 {
 	defer c.ackMu.Unlock()
 	seq := c.ackSeq
 	c.ackSeq = 0
+	if seq != 0 {
+		c.ackMailed = seq
+	}
 	return seq
 }
 
+// ackBurst is how many envelopes may wait for their acknowledgement before
+// it is mailed at once: the broker mails no more than 512 ahead of the last
+// one it heard.
+const ackBurst = 128
+
 // Ack keeps seq to go with the next mail; if none goes within the ack delay,
-// the keepalive loop mails it alone.
+// or ackBurst envelopes wait for it, the keepalive loop mails it alone.
 func (c *conn) Ack(ctx context.Context, seq uint64) error {
 	c.ackMu.Lock()
 	defer c.ackMu.Unlock()
@@ -673,6 +684,13 @@ func (c *conn) Ack(ctx context.Context, seq uint64) error {
 		c.ackDue = time.Now().Add(c.cfg.AckDelay)
 	}
 	c.ackSeq = max(c.ackSeq, seq)
+	if c.ackSeq >= c.ackMailed+ackBurst {
+		c.ackDue = time.Now()
+		select {
+		case c.ackWake <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 
@@ -729,6 +747,7 @@ func (c *conn) keepAliveLoop() {
 		case <-c.closed:
 			return
 		case <-tick.C:
+		case <-c.ackWake:
 		}
 		since := func(ns int64) time.Duration { return time.Since(time.Unix(0, ns)) }
 		c.ackMu.Lock()

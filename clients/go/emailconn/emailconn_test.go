@@ -3,6 +3,7 @@ package emailconn_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"testing"
@@ -157,5 +158,28 @@ func TestResumeAcrossDovecotRestart(t *testing.T) {
 	send(t, alice, "bob", "back")
 	if got := text(t, await(t, bob, switchboard.TypeMessage)); got != "back" {
 		t.Fatalf("bob got %q", got)
+	}
+}
+
+// TestManyMessagesToEmailPeer sends a peer on email more envelopes than the
+// broker mails ahead of an acknowledgement (512): the peer acknowledges as
+// they come, well before its 30 s ack delay, and gets them all in order.
+func TestManyMessagesToEmailPeer(t *testing.T) {
+	r := emailrig.Start(t, emailrig.Embedded, emailrig.Options{}, "alice")
+	alice := dialEmail(t, r, "alice", switchboard.Options{})
+	bob := dialWebSocket(t, r, "bob")
+	await(t, alice, switchboard.TypePeerJoined)
+	const n = 700
+	start := time.Now()
+	for i := range n {
+		send(t, bob, "alice", fmt.Sprint(i))
+	}
+	for i := range n {
+		if got := text(t, await(t, alice, switchboard.TypeMessage)); got != fmt.Sprint(i) {
+			t.Fatalf("message %d is %q", i, got)
+		}
+	}
+	if took := time.Since(start); took > 25*time.Second {
+		t.Errorf("%d messages took %v: the acknowledgements waited", n, took)
 	}
 }

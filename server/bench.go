@@ -2,11 +2,16 @@ package server
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/switchboard-rtc/switchboard/bench/loadgen"
 )
 
 func bench(ctx context.Context, args []string, stdout io.Writer) error {
-	return loadgen.Main(ctx, args, stdout)
+	err := loadgen.Main(ctx, args, stdout)
+	if errors.Is(err, loadgen.ErrRunErrors) {
+		return failed{err}
+	}
+	return err
 }

@@ -24,7 +24,7 @@ func runCmd(t *testing.T, args ...string) (stdout, stderr string, err error) {
 // warns above token_max_ttl, and says once what a duration looks like.
 func TestTokenTTL(t *testing.T) {
 	out, errOut, err := runCmd(t, "token", "-room", "r", "-token-secret", goodSecret, "-ttl", "5")
-	if err == nil || out != "" || strings.Count(errOut, "durations look like 90s, 10m, 1h") != 1 || strings.Contains(errOut, "parse error") {
+	if err == nil || out != "" || errOut != "" || strings.Count(err.Error(), "durations look like 90s, 10m, 1h") != 1 || strings.Contains(err.Error(), "parse error") {
 		t.Fatalf("-ttl 5: %v, stdout %q, stderr:\n%s", err, out, errOut)
 	}
 	for _, ttl := range []string{"-1h", "0s"} {
@@ -62,7 +62,7 @@ func TestTokenSecretLength(t *testing.T) {
 // registered transport, and serve refuses an unknown SWITCHBOARD_ variable,
 // naming the one meant.
 func TestServeEnv(t *testing.T) {
-	_, errOut, _ := runCmd(t, "serve", "-h")
+	errOut, _, _ := runCmd(t, "serve", "-h") // the help is on stdout
 	for _, name := range broker.Transports() {
 		vars := config.TransportEnvNames(name)
 		if len(vars) == 0 {

@@ -2,18 +2,18 @@ package server
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/internal/cli"
 )
 
 func token(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cli.NewFlagSet("token", "-room R [-peer P] [-ttl 1h]",
+		"Print a join token (an HS256 JWT) for a broker that requires them; the secret comes from -token-secret, the config or SWITCHBOARD_TOKEN_SECRET.", nil)
 	path := fs.String("config", os.Getenv("SWITCHBOARD_CONFIG"), "YAML config file holding token_secret")
 	room := fs.String("room", "", "room the token admits, or * for any (required)")
 	peer := fs.String("peer", "", "peer id the token admits; empty: any")
@@ -21,7 +21,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&ttl, "ttl", "how long the token is valid, a `duration` such as 90s, 10m, 1h (warned about above token_max_ttl)")
 	secret := fs.String("token-secret", "", "HS256 secret (default: from the config or SWITCHBOARD_TOKEN_SECRET)")
 	shortSecret := fs.Bool("insecure-short-secret", false, "accept a secret under 32 bytes (tests only)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.Parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if ttl <= 0 {

@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/switchboard-rtc/switchboard/internal/cli"
 )
 
 // Workload, protocol and transport names, as the flags take them.
@@ -175,8 +176,9 @@ var stderr io.Writer = os.Stderr
 // are; the usage has already been printed to standard error.
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	var o Options
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cli.NewFlagSet("bench", "[-workload relay] [-url http://127.0.0.1:8080] [flags]",
+		"Load-test a running broker (or PeerJS, or the bare relay): one line of JSON figures on stdout, a summary on stderr. "+
+			"Exits 1 when the run had errors. Against a switchboard broker, lift its per-session rate limit first: SWITCHBOARD_LIMITS_RATE=-1.", nil)
 	fs.StringVar(&o.Workload, "workload", WorkloadRelay, "`name`: relay, latency, setup, idle or connect")
 	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "server base `URL`")
 	fs.StringVar(&o.Transport, "transport", TransportWebSocket, "`name`: websocket or longpoll (switchboard only)")
@@ -195,11 +197,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.MetricsURL, "metrics-url", "", "Prometheus metrics `URL` (idle; default: -url with path /metrics)")
 	fs.StringVar(&o.Token, "token", "", "switchboard join `token` (a JWT for room \"*\")")
 	fs.StringVar(&o.PeerJSKey, "peerjs-key", "peerjs", "PeerJS server API `key`")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("loadgen: unexpected argument %q", fs.Arg(0))
 	}
 	if o.Warmup == 0 {
 		o.Warmup = -1 // the flag's 0 means none; the field's 0 means default
@@ -216,8 +215,15 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stderr, res.Summary())
+	if res.Errors > 0 {
+		return fmt.Errorf("%w: %d of them; %s", ErrRunErrors, res.Errors, res.errorHint())
+	}
 	return nil
 }
+
+// ErrRunErrors is returned by Main when the run counted errors; the
+// result, with its error_kinds, has been printed.
+var ErrRunErrors = errors.New("bench: the run had errors")
 
 // Run runs the workload o describes until it is done or ctx ends, and
 // returns its result. It raises the process's open-file limit to its hard

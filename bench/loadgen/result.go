@@ -3,6 +3,7 @@ package loadgen
 import (
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 )
 
@@ -139,5 +140,42 @@ func (r *Result) Summary() string {
 		fmt.Fprintf(&b, " %d workers: %.0f cycles/s, p50 %.2f ms, p99 %.2f ms", r.Concurrency, r.CyclesPerSec, r.ConnectTime.P50, r.ConnectTime.P99)
 	}
 	fmt.Fprintf(&b, ", %d errors", r.Errors)
+	if r.RateLimited() {
+		fmt.Fprintf(&b, "; %s", rateLimitedHint)
+	}
 	return b.String()
+}
+
+// rateLimitedHint says what a rate-limited run means and how to lift the
+// limit.
+const rateLimitedHint = "the broker rate-limited the run (its per-session envelope rate, limits.rate, default 1000/s), " +
+	"so messages were dropped and the lost and out-of-order counts follow from that: " +
+	"start the broker with SWITCHBOARD_LIMITS_RATE=-1 (no limit) to measure it"
+
+// RateLimited reports whether the server refused envelopes of the run as
+// rate-limited.
+func (r *Result) RateLimited() bool {
+	return r.ErrorKinds["server: rate-limited"] > 0
+}
+
+// errorHint names the most frequent kinds of error, or the way out when
+// the broker rate-limited the run.
+func (r *Result) errorHint() string {
+	if r.RateLimited() {
+		return "the broker rate-limited it: SWITCHBOARD_LIMITS_RATE=-1 lifts the limit"
+	}
+	kinds := make([]string, 0, len(r.ErrorKinds))
+	for k := range r.ErrorKinds {
+		kinds = append(kinds, k)
+	}
+	sort.Slice(kinds, func(i, j int) bool { return r.ErrorKinds[kinds[i]] > r.ErrorKinds[kinds[j]] })
+	parts := make([]string, 0, 3)
+	for _, k := range kinds[:min(3, len(kinds))] {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, r.ErrorKinds[k]))
+	}
+	hint := strings.Join(parts, ", ")
+	if r.FirstError != "" {
+		hint += "; first: " + r.FirstError
+	}
+	return hint
 }

@@ -60,6 +60,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/clients/go/emailconn"   // the "email" transport
 	_ "github.com/switchboard-rtc/switchboard/clients/go/redisconn" // the "redis" transport
 	"github.com/switchboard-rtc/switchboard/clients/go/webrtcpeer"
+	"github.com/switchboard-rtc/switchboard/internal/cli"
 )
 
 // drainTimeout bounds the wait for the data channel to send what it holds
@@ -121,8 +122,8 @@ func (c *config) dialURL() (string, error) {
 
 func parse(args []string, out io.Writer) (*config, error) {
 	var c config
-	fs := flag.NewFlagSet("switchboard peer", flag.ContinueOnError)
-	fs.SetOutput(out)
+	fs := cli.NewFlagSet("peer", "[-room R] [-call P] [-echo] [flags]",
+		"Join a room and call a peer (-call) or answer calls, over a WebRTC data channel; one line per event.", nil)
 	fs.StringVar(&c.url, "url", "http://127.0.0.1:8080", "the broker's base `URL`; with -transport redis, the broker's Redis (redis://host:port/db)")
 	fs.StringVar(&c.room, "room", "demo", "the `room` to join")
 	fs.StringVar(&c.peer, "peer", "", "this peer's `id` (default: the broker picks one)")
@@ -141,17 +142,8 @@ func parse(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.imap, "imap", "", "with -transport email, this peer's mailbox: `URL` imap://user:password@host:port/INBOX (or imaps://); default: <peer>@localhost on the broker's embedded mail server, imap://…@127.0.0.1:1143")
 	fs.StringVar(&c.smtp, "smtp", "", "with -transport email, this peer's submission server: `URL` smtp://user:password@host:port (or smtps://); default: the embedded mail server, smtp://127.0.0.1:2525")
 	fs.StringVar(&c.brokerAddress, "broker-address", emailconn.DefaultBroker, "with -transport email, the broker's signaling `address`")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: switchboard peer [flags]\n\n"+
-			"Join a room and call a peer (-call) or answer calls, over a WebRTC data channel.\n\nflags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, out); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return nil, fmt.Errorf("peer: unexpected arguments %q", fs.Args())
 	}
 	if c.transport == emailconn.Name {
 		c.gatherAll, c.handOver = true, true

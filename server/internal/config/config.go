@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -282,9 +283,26 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("config: log_format %q: want text or json", c.LogFormat)
 	}
-	if c.Limits.MaxEnvelope < 0 || c.Limits.Burst < 0 || c.Limits.JoinBurst < 0 || c.Limits.PeersPerRoom < 0 || c.Limits.SessionsPerNode < 0 ||
-		c.Delivery.MailboxMessages < 0 || c.Delivery.MailboxBytes < 0 || c.Delivery.ResumeWindow < 0 || c.Delivery.OfflineHold < 0 {
-		return errors.New("config: limits and delivery settings cannot be negative")
+	for _, l := range []struct {
+		name string
+		v    float64
+	}{{"limits.rate", c.Limits.Rate}, {"limits.join_rate", c.Limits.JoinRate}} {
+		if l.v < 0 && l.v != -1 {
+			return fmt.Errorf("config: %s %g: want a number of envelopes per second above 0, 0 for the default, or -1 for no limit", l.name, l.v)
+		}
+	}
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{
+		{"limits.max_envelope", int64(c.Limits.MaxEnvelope)}, {"limits.burst", int64(c.Limits.Burst)}, {"limits.join_burst", int64(c.Limits.JoinBurst)},
+		{"limits.peers_per_room", int64(c.Limits.PeersPerRoom)}, {"limits.sessions_per_node", int64(c.Limits.SessionsPerNode)},
+		{"delivery.mailbox_messages", int64(c.Delivery.MailboxMessages)}, {"delivery.mailbox_bytes", int64(c.Delivery.MailboxBytes)},
+		{"delivery.resume_window", int64(c.Delivery.ResumeWindow)}, {"delivery.offline_hold", int64(c.Delivery.OfflineHold)},
+	} {
+		if l.v < 0 {
+			return fmt.Errorf("config: %s cannot be negative: want 0 for the default or a positive value", l.name)
+		}
 	}
 	if c.TokenSecret != "" && len(c.TokenSecret) < MinTokenSecret && !c.ShortSecretOK {
 		return fmt.Errorf("config: token_secret is %d bytes; use at least %d random bytes (e.g. openssl rand -base64 32)", len(c.TokenSecret), MinTokenSecret)
@@ -360,7 +378,7 @@ func (c *Config) TransportConfig(name string) (any, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(text))
 		dec.KnownFields(true)
 		if err := dec.Decode(opts); err != nil {
-			return nil, fmt.Errorf("config: transports.%s: %w", name, err)
+			return nil, fmt.Errorf("config: transports.%s: %w", name, fileLines(err, text, &node))
 		}
 	}
 	vars := c.transportEnv[name]
@@ -375,6 +393,37 @@ func (c *Config) TransportConfig(name string) (any, error) {
 		return nil
 	})
 	return opts, err
+}
+
+// lineRE finds the line numbers in a YAML error.
+var lineRE = regexp.MustCompile(`line (\d+)`)
+
+// fileLines rewrites the line numbers in err, a YAML error about text (node
+// marshalled again), to those of node's lines in the config file.
+func fileLines(err error, text []byte, node *yaml.Node) error {
+	var again yaml.Node
+	if yaml.Unmarshal(text, &again) != nil || again.Kind != yaml.DocumentNode || len(again.Content) != 1 {
+		return err
+	}
+	lines := map[int]int{}
+	var pair func(a, b *yaml.Node)
+	pair = func(a, b *yaml.Node) {
+		if _, ok := lines[a.Line]; !ok {
+			lines[a.Line] = b.Line
+		}
+		for i := 0; i < len(a.Content) && i < len(b.Content); i++ {
+			pair(a.Content[i], b.Content[i])
+		}
+	}
+	pair(again.Content[0], node)
+	msg := lineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		n, _ := strconv.Atoi(m[len("line "):])
+		if l, ok := lines[n]; ok {
+			return "line " + strconv.Itoa(l)
+		}
+		return m
+	})
+	return errors.New(msg)
 }
 
 // TransportOptions returns the node-wide settings every transport gets.

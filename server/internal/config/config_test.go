@@ -569,3 +569,48 @@ func TestPublicOrigins(t *testing.T) {
 		t.Fatal("a public origin without a scheme was taken")
 	}
 }
+
+// TestTransportErrorLines: an error inside transports: names the line of
+// the config file it is on, comments and all, not a line of the section
+// read again.
+func TestTransportErrorLines(t *testing.T) {
+	file := "# a demo node\nlisten: :8080\n\n# the transports\ntransports:\n  websocket: {}\n  " + fakeName +
+		":\n    # how deep\n    depth: 3\n\n    timout: 5s\n"
+	c, err := config.Load(writeConfig(t, file), nil)
+	if err == nil {
+		_, err = newTransport(c, fakeName)
+	}
+	if err == nil || !strings.Contains(err.Error(), "line 11") || !strings.Contains(err.Error(), "timout") {
+		t.Fatalf("want an error on line 11 naming timout, got %v", err)
+	}
+	c, err = config.Load(writeConfig(t, "\n\ntransports:\n  "+fakeName+":\n    depth: deep\n"), nil)
+	if err == nil {
+		_, err = newTransport(c, fakeName)
+	}
+	if err == nil || !strings.Contains(err.Error(), "line 5") {
+		t.Fatalf("want an error on line 5, got %v", err)
+	}
+}
+
+// TestNegativeLimits: a rate of -1 turns its limit off; any other negative
+// rate or limit is refused, naming the setting and the values it takes.
+func TestNegativeLimits(t *testing.T) {
+	for _, ok := range []string{"limits:\n  rate: -1\n  join_rate: -1\n", "limits:\n  rate: 0.5\n"} {
+		if _, err := config.Load(writeConfig(t, ok), nil); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for file, want := range map[string]string{
+		"limits:\n  rate: -5\n":            "limits.rate -5: want a number of envelopes per second above 0, 0 for the default, or -1 for no limit",
+		"limits:\n  join_rate: -0.5\n":     "limits.join_rate -0.5",
+		"limits:\n  burst: -2\n":           "limits.burst cannot be negative",
+		"delivery:\n  offline_hold: -1s\n": "delivery.offline_hold cannot be negative",
+	} {
+		if _, err := config.Load(writeConfig(t, file), nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: want %q, got %v", file, want, err)
+		}
+	}
+	if _, err := config.Load("", []string{"SWITCHBOARD_LIMITS_RATE=-5"}); err == nil || !strings.Contains(err.Error(), "-1 for no limit") {
+		t.Errorf("SWITCHBOARD_LIMITS_RATE=-5: %v", err)
+	}
+}

@@ -186,7 +186,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 }
 
 // Run serves cfg until ctx ends, then shuts down within cfg.ShutdownTimeout.
-func Run(ctx context.Context, cfg config.Config, log *slog.Logger, files fs.FS) error {
+// Each of started, if any, is called with the listening address once the
+// node serves.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, files fs.FS, started ...func(net.Addr)) error {
 	n, err := New(cfg, log, files)
 	if err != nil {
 		return err
@@ -196,6 +198,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, files fs.FS) 
 		return err
 	}
 	n.Start(ln)
+	for _, f := range started {
+		f(ln.Addr())
+	}
 	select {
 	case <-ctx.Done():
 	case err = <-n.Errors():

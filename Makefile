@@ -49,9 +49,12 @@ cross:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-# The compose file is valid (Docker's engine is not needed for this).
+# The compose file is valid (Docker's engine is not needed for this), every image it or
+# the Dockerfile pulls is pinned, and every service on the local image can build it. The
+# topology itself runs natively in cmd/switchboard/demo_test.go.
 compose-check:
 	docker-compose config -q
+	bash deploy/check-images.sh
 
 # Switchboard against PeerJS and a bare relay (several minutes); rewrites
 # docs/benchmarks.md's comparison section and bench/results/latest.jsonl.

@@ -81,7 +81,14 @@ type config struct {
 	debug                             bool
 	imap, smtp, brokerAddress         string
 	handOver                          bool
+	retry                             time.Duration
 }
+
+// Bounds of the wait between two join attempts under -retry.
+const (
+	retryFirst = 500 * time.Millisecond
+	retryMax   = 5 * time.Second
+)
 
 // The embedded mail server's default listeners, which -transport email uses
 // unless -imap and -smtp name others.
@@ -137,6 +144,7 @@ func parse(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.stun, "stun", "", "comma-separated STUN or TURN `URLs`, in place of the servers the broker hands out (default: the broker's)")
 	fs.BoolVar(&c.relay, "relay", false, "use only relayed (TURN) candidates: iceTransportPolicy relay")
 	fs.BoolVar(&c.loopback, "loopback", false, "use only the loopback interface, for two peers on one machine without a network")
+	fs.DurationVar(&c.retry, "retry", 0, "keep trying to join for this long while the broker is unreachable or refuses (a node still starting, say), printing a join-failed line each time; 0: try once")
 	fs.BoolVar(&c.debug, "debug", false, "log the signaling client and pion/webrtc to stderr")
 	fs.BoolVar(&c.handOver, "hand-over", false, "when calling, carry the call's later negotiation over a data channel of its own once it is open (the default on email)")
 	fs.StringVar(&c.imap, "imap", "", "with -transport email, this peer's mailbox: `URL` imap://user:password@host:port/INBOX (or imaps://); default: <peer>@localhost on the broker's embedded mail server, imap://…@127.0.0.1:1143")
@@ -219,7 +227,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	client, err := switchboard.Dial(ctx, dialURL, switchboard.Options{
+	opts := switchboard.Options{
 		Room:      cfg.room,
 		Peer:      cfg.peer,
 		Token:     cfg.token,
@@ -233,7 +241,16 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 				out.line("signaling-resumed")
 			}
 		},
-	})
+	}
+	client, err := switchboard.Dial(ctx, dialURL, opts)
+	for wait, until := retryFirst, time.Now().Add(cfg.retry); err != nil && ctx.Err() == nil && time.Now().Before(until); wait = min(2*wait, retryMax) {
+		out.line("join-failed", "error", err.Error(), "retry-in", wait.String())
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		client, err = switchboard.Dial(ctx, dialURL, opts)
+	}
 	if err != nil {
 		return fmt.Errorf("peer: joining room %s: %w", cfg.room, err)
 	}

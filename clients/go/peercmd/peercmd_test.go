@@ -242,3 +242,32 @@ func TestCallOverRedis(t *testing.T) {
 		t.Errorf("alice did not print %q; printed:\n%s", want, alice.out.String())
 	}
 }
+
+// TestRetry: under -retry a peer whose join is refused (its id is taken)
+// says so and tries again until the join goes through, rather than exiting.
+func TestRetry(t *testing.T) {
+	srv, err := testbroker.Start(testbroker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	firstCtx, stopFirst := context.WithCancel(ctx)
+	common := []string{"-url", srv.URL, "-room", "retry", "-peer", "bot", "-loopback"}
+	first := start(firstCtx, common...)
+	first.waitFor(t, "first bot", "joined ")
+	second := start(ctx, append(common, "-retry", "50s")...)
+	second.waitFor(t, "second bot", "join-failed ")
+	stopFirst()
+	first.wait(t, "first bot")
+	second.waitForLong(t, "second bot", "joined room=retry peer=bot", 40*time.Second)
+	cancel()
+	second.wait(t, "second bot")
+
+	// Without -retry, a refused join ends the peer.
+	err = peercmd.Main(context.Background(), []string{"-url", "http://127.0.0.1:1", "-room", "x"}, &syncBuffer{})
+	if err == nil {
+		t.Fatal("joined a broker that is not there")
+	}
+}

@@ -90,7 +90,7 @@ type Resume struct {
 type Joined struct {
 	Session *Session
 	Welcome []byte // the welcome envelope's JSON (seq 1 on a new session, none on a resumed one)
-	After   uint64 // the seq the peer already has: write what Pending(After) gives, after Welcome
+	After   uint64 // the seq the peer already has: write what Attachment.Pending(After) gives, after Welcome
 	Resumed bool
 }
 

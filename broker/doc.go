@@ -5,8 +5,8 @@
 // bounded mailboxes (acknowledgement, resume and the offline hold), routing,
 // tokens and limits. It knows nothing of any wire: transports (WebSocket,
 // long-polling, Redis, email, or a custom adapter) decode envelopes from their
-// peers, hand them to [Session.Handle], and write out what [Session.Pending]
-// gives them.
+// peers, hand them to [Session.Handle], attach their connection with
+// [Session.Attach], and write out what [Attachment.Pending] gives them.
 //
 // A transport implements [Transport] and registers a factory with [Register],
 // the way database/sql drivers do. Several broker nodes share rooms through a

@@ -172,7 +172,7 @@ func TestICEAnswersCountAgainstTheMailbox(t *testing.T) {
 				_ = s.HandleRaw(context.Background(), []byte(`{"type":"ice-servers"}`))
 			}
 			eventually(t, "the session is ended as a slow consumer", s.Closed)
-			frames, _, _, _ := s.Pending(0)
+			frames, _, _ := pending(s, 0)
 			if len(frames) == 0 || !strings.Contains(string(frames[len(frames)-1]), `"code":"slow-consumer"`) {
 				t.Fatalf("last frames %q", frames)
 			}

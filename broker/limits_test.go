@@ -146,7 +146,7 @@ func TestPongsCountAgainstTheMailbox(t *testing.T) {
 			// Its last word may reach the store a moment after it closed.
 			after := uint64(0)
 			eventually(t, "the slow-consumer error comes", func() bool {
-				frames, l, _, _ := s.Pending(after)
+				frames, l, _ := pending(s, after)
 				after = l
 				return len(frames) > 0 && strings.Contains(string(frames[len(frames)-1]), `"code":"slow-consumer"`)
 			})
@@ -267,7 +267,7 @@ func TestDedupRemembersBoundedIDs(t *testing.T) {
 	b := newBroker(t, broker.Options{Rate: -1})
 	alice := join(t, b, "demo", "alice")
 	pongs := func() int {
-		frames, last, _, err := alice.s.Pending(alice.after)
+		frames, last, err := pending(alice.s, alice.after)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -140,8 +140,14 @@ func (s *Session) AttachFunc(onGone func()) *Attachment {
 	s.releaseConnLocked()
 	a := &Attachment{s: s, gone: make(chan struct{}), onGone: onGone}
 	if s.closed {
+		// An ended session's Gone is closed from the start, but what it still
+		// has for its peer can be read through the attachment until Pending
+		// says ErrSessionClosed; not on a node the session moved away from.
 		a.done = true
 		close(a.gone)
+		if !s.moved {
+			s.conn = a
+		}
 		return a
 	}
 	s.conn = a
@@ -164,8 +170,10 @@ func (a *Attachment) Detach() {
 	if s.conn != a {
 		return
 	}
-	a.done = true
-	close(a.gone)
+	if !a.done {
+		a.done = true
+		close(a.gone)
+	}
 	s.conn = nil
 	s.ready = nil
 	if !s.closed {
@@ -185,18 +193,14 @@ func (s *Session) releaseConnLocked() {
 	s.ready = nil
 }
 
-// Pending returns the frames to write after seq after: seqless frames first,
+// pending returns the frames to write after seq after: seqless frames first,
 // then mailbox entries with seq > after, up to a batch, marking them written.
 // When there are none it returns a channel that is closed when there may be.
 // It fails with an *Error of CodeSessionExpired when after reaches back past
 // what the mailbox forgot, and with ErrSessionClosed once the session has
-// ended and everything is handed out.
-//
-// A connection reads with its Attachment's Pending instead, which stops
-// taking once a newer connection has the session (see Example_readLoop);
-// Session.Pending is for requests that hold no connection, such as a
-// long-poll GET, which may find the session attached to none.
-func (s *Session) Pending(after uint64) (frames [][]byte, last uint64, wait <-chan struct{}, err error) {
+// ended and everything is handed out. Transports read through an
+// Attachment (Example_readLoop), tests and tools with Receive.
+func (s *Session) pending(after uint64) (frames [][]byte, last uint64, wait <-chan struct{}, err error) {
 	s.mu.Lock()
 	if s.store != nil {
 		if s.notify == nil {
@@ -270,8 +274,17 @@ func (s *Session) takeStored(after uint64, direct [][]byte, closed bool) ([][]by
 	return frames, last, nil
 }
 
-// Pending is Session.Pending for a connection: it fails with ErrSuperseded
-// once a newer connection has attached.
+// Pending returns the frames to write after seq after: seqless frames first,
+// then mailbox entries with seq > after, up to a batch, marking them written
+// (the last last-after frames are the numbered ones). When there are none it
+// returns a channel that is closed when there may be. It fails with
+// ErrSuperseded once a newer connection has attached, with an *Error of
+// CodeSessionExpired when after reaches back past what the mailbox forgot,
+// and with ErrSessionClosed once the session has ended and everything is
+// handed out. It is the one way a transport reads a session
+// (Example_readLoop); Take and OnPending are the same read for a writer
+// woken by a poller rather than a goroutine. A request that holds no
+// connection, such as a poll of an ended session, attaches for the read.
 func (a *Attachment) Pending(after uint64) (frames [][]byte, last uint64, wait <-chan struct{}, err error) {
 	s := a.s
 	s.mu.Lock()
@@ -280,7 +293,7 @@ func (a *Attachment) Pending(after uint64) (frames [][]byte, last uint64, wait <
 	if !current {
 		return nil, after, nil, ErrSuperseded
 	}
-	return s.Pending(after)
+	return s.pending(after)
 }
 
 // OnPending calls fn, once, as soon as Take(after) would give frames or the
@@ -327,12 +340,13 @@ func (s *Session) takeLocked(after uint64) (frames [][]byte, last uint64, err er
 }
 
 // Receive waits until there are frames after seq after, then returns them as
-// Session.Pending does; it returns early with no frames when ctx ends. It is
+// Attachment.Pending does, whatever connection is attached; it returns early
+// with no frames when ctx ends (an ended ctx: whatever is there now). It is
 // for tests and tools that read a session as a client would; a transport
 // reads with its Attachment.
 func (s *Session) Receive(ctx context.Context, after uint64) ([][]byte, uint64, error) {
 	for {
-		frames, last, wait, err := s.Pending(after)
+		frames, last, wait, err := s.pending(after)
 		if err != nil || wait == nil {
 			return frames, last, err
 		}

@@ -217,8 +217,10 @@ func (p *peer) write(w *writer, joined *broker.Joined) (over bool) {
 
 // final mails what an ended session still had for its peer.
 func (p *peer) final(w *writer, batch [][]byte, after uint64) bool {
+	att := p.sess.Attach()
+	defer att.Detach()
 	for range 64 {
-		frames, last, _, err := p.sess.Pending(after)
+		frames, last, _, err := att.Pending(after)
 		if err != nil || len(frames) == 0 {
 			break
 		}

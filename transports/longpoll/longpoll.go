@@ -394,7 +394,9 @@ func (t *Transport) poll(w http.ResponseWriter, r *http.Request) {
 // ended answers a poll of a session that has ended: its last messages, while
 // it has any after seq after, and then 404 session-expired.
 func (t *Transport) ended(w http.ResponseWriter, r *http.Request, s *broker.Session, after uint64) {
-	frames, _, _, err := s.Pending(after)
+	att := s.Attach()
+	defer att.Detach()
+	frames, _, _, err := att.Pending(after)
 	if err == nil && len(frames) > 0 {
 		writeJSON(w, http.StatusOK, joinFrames(frames))
 		return

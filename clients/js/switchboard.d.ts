@@ -91,7 +91,7 @@ export type ErrorCode =
   | "gap"
   | "protocol";
 
-/** A signaling message, as on the wire (PROTOCOL.md section 1). */
+/** A signaling message, as on the wire (docs/protocol.md in the Switchboard repository, section 1). */
 export interface Envelope<P = unknown> {
   v?: number;
   type: string;

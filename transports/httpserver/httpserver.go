@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,8 +120,21 @@ func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 		r.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	if opts.Files != nil {
-		files := http.FileServerFS(opts.Files)
-		r.Get("/client/*", http.StripPrefix("/client", files).ServeHTTP)
+		files := http.StripPrefix("/client", http.FileServerFS(opts.Files))
+		// The client is imported by pages of the allowed origins too
+		// (import … from "https://broker/client/switchboard.js"): CORS.
+		client := func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, ".d.ts") {
+				w.Header().Set("Content-Type", "application/typescript; charset=utf-8")
+			}
+			files.ServeHTTP(w, r)
+		}
+		for _, m := range []string{http.MethodGet, http.MethodHead} {
+			r.With(cors).MethodFunc(m, "/client/*", client)
+		}
+		r.With(cors).MethodFunc(http.MethodOptions, "/client/*", func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusNoContent)
+		})
 		if demo, err := fs.Sub(opts.Files, "demo"); err == nil {
 			r.Get("/*", http.FileServerFS(demo).ServeHTTP)
 		}

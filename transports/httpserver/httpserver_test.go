@@ -204,3 +204,47 @@ func TestShutdownCutsStalledRequests(t *testing.T) {
 		t.Fatalf("waiting request: %q", got)
 	}
 }
+
+// TestClientFilesCrossOrigin: /client/* answers GET and HEAD with CORS
+// headers for the allowed origins, refuses others with 403, and serves the
+// type declarations as TypeScript.
+func TestClientFilesCrossOrigin(t *testing.T) {
+	files := fstest.MapFS{
+		"switchboard.js":   {Data: []byte("export const x = 1;")},
+		"switchboard.d.ts": {Data: []byte("export const x: 1;")},
+	}
+	addr := serve(t, httpserver.Options{Files: files, AllowedOrigins: []string{"http://app.example"}})
+	do := func(method, path, origin string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+addr+path, nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		resp := do(m, "/client/switchboard.js", "http://app.example")
+		if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "http://app.example" ||
+			!strings.Contains(resp.Header.Get("Content-Type"), "javascript") {
+			t.Errorf("%s from an allowed origin: %d %v", m, resp.StatusCode, resp.Header)
+		}
+	}
+	if resp := do(http.MethodGet, "/client/switchboard.js", "http://evil.example"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET from another origin: %d", resp.StatusCode)
+	}
+	if resp := do(http.MethodGet, "/client/switchboard.js", ""); resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("GET without an Origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := do(http.MethodGet, "/client/switchboard.d.ts", ""); !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/typescript") {
+		t.Errorf(".d.ts served as %q", resp.Header.Get("Content-Type"))
+	}
+	if resp := do(http.MethodOptions, "/client/switchboard.js", "http://app.example"); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("preflight: %d", resp.StatusCode)
+	}
+}

@@ -221,6 +221,30 @@ func TestDemoTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 	pageWait("the bot's echo", `demo.chat.some(c => c.from === "bot" && c.text === "hello bot")`, 20*time.Second)
+	// The page's polish: the bot, which joins with no page of its own, shows
+	// its transport; a data-only call draws no empty video box; acks and
+	// pings are in the log but hidden until asked for.
+	pageWait("the bot's transport beside its name", `document.querySelector('#peers li[data-peer="bot"] .badge')?.textContent === "websocket"`, 5*time.Second)
+	pageWait("no video box in a data-only call", `document.querySelector("#remote-video").hidden && document.querySelector("#video-hint").textContent.includes("Data only")`, 5*time.Second)
+	pageWait("acks hidden", `document.querySelector("#log").classList.contains("hide-control") && !document.querySelector("#log-control").checked && [...document.querySelectorAll("#log li.control")].every(li => getComputedStyle(li).display === "none")`, 5*time.Second)
+
+	// A second tab taking the bot's name hears why, and what to do.
+	second, cancelS := chromedp.NewContext(page)
+	defer cancelS()
+	if err := chromedp.Do(second, chromedp.Navigate(base+"/?room=demo&name=bot&transport=websocket&media=none"), chromedp.WaitVisible(chromedp.CSS("#join")), chromedp.Click(chromedp.CSS("#join"))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		text, _ := chromedp.Run(second, chromedp.Evaluate[string](`document.querySelector('.banner[data-kind="peer-id-taken"]')?.textContent ?? ""`))
+		if strings.Contains(text, "resume window") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no peer-id-taken banner naming the resume window; got %q", text)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	// A long-poll peer calls the bot through the balancer, which sends its
 	// requests to either node in turn.

@@ -232,7 +232,9 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		Peer:      cfg.peer,
 		Token:     cfg.token,
 		Transport: cfg.transport,
-		Logger:    logger,
+		// What the demo page shows beside the peer's name.
+		Meta:   map[string]any{"transport": cfg.transport, "agent": "switchboard peer"},
+		Logger: logger,
 		OnStateChange: func(s switchboard.State) {
 			switch s {
 			case switchboard.StateReconnecting:

@@ -106,7 +106,10 @@ el.peers.addEventListener("click", (e) => {
   if (demo.link?.remote === button.dataset.peer) hangup();
   else call(button.dataset.peer);
 });
-el.logControl.addEventListener("change", () => el.log.classList.toggle("hide-control", !el.logControl.checked));
+// Acks and pings are hidden until asked for: the offers, answers and candidates are the story.
+const renderLogControl = () => el.log.classList.toggle("hide-control", !el.logControl.checked);
+el.logControl.addEventListener("change", renderLogControl);
+renderLogControl();
 addEventListener("pagehide", () => demo.sig?.close());
 
 /** join gets the camera if asked, then joins the room the form names. */
@@ -208,7 +211,9 @@ function stopMedia() {
 function joinFailed(error) {
   const text = {
     "room-full": "That room is full. Try another room.",
-    "peer-id-taken": "Someone in that room already has this name. Pick another name.",
+    "peer-id-taken": "Someone in that room already has this name. If it was you, in a tab just closed or reloaded, " +
+      "the broker holds that session for up to its resume window (30 seconds by default) in case it comes back: " +
+      "join again after that, or pick another name.",
     unauthorized: "The broker wants a token: open this page with ?token=… in its address.",
     forbidden: "The token does not allow this room or name.",
     unreachable: "The broker cannot be reached. Is it running?",
@@ -397,7 +402,9 @@ function renderCall(state) {
 
 function renderVideos() {
   el.localVideo.hidden = !demo.localStream;
-  const hint = !demo.link ? "Not in a call" : el.remoteVideo.srcObject ? "" : "No video from the other side";
+  // A data-only call draws no empty video box, only the hint.
+  el.remoteVideo.hidden = !demo.link || !el.remoteVideo.srcObject;
+  const hint = !demo.link ? "Not in a call" : el.remoteVideo.srcObject ? "" : "Data only: no video from the other side";
   el.videoHint.textContent = hint;
   el.videoHint.hidden = hint === "";
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -135,13 +134,12 @@ http {
 	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", filepath.Join(dir, "nginx.conf"))
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	// Its own process group, so that the workers go with the master.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownProcessGroup(cmd) // so that the workers go with the master
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		killProcessGroup(cmd)
 		_ = cmd.Wait()
 		if t.Failed() {
 			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))

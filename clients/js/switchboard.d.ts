@@ -188,7 +188,11 @@ export interface IceServer {
   credential?: string;
 }
 
-/** Joins a room and resolves with the open Signaling; rejects with a SignalingError. */
+/**
+ * Joins a room and resolves with the open Signaling; rejects with a SignalingError: code
+ * "unreachable" when the broker cannot be reached, "forbidden" naming allowed_origins when
+ * it is up but refuses the page's origin (which browsers otherwise hide).
+ */
 export function connect(options: ConnectOptions): Promise<Signaling>;
 
 /** One peer's session in one room, reconnecting and resuming by itself. */

@@ -396,9 +396,34 @@ export class Signaling extends EventTarget {
       try {
         return await this.#dial(kind, resume);
       } catch (error) {
-        if (error.code !== "unreachable" || i === kinds.length - 1) throw error;
+        if (error.code !== "unreachable") throw error;
+        if (i === kinds.length - 1) throw this.#using ? error : await this.#refusedOrigin(error);
       }
     }
+  }
+
+  // #refusedOrigin tells a broker that refuses this page's origin from one that is down: a
+  // browser hides the 403 of a refused WebSocket upgrade or CORS request, but a no-cors
+  // request still reaches a broker that is up. It returns a "forbidden" error naming
+  // allowed_origins then, else error as it is.
+  async #refusedOrigin(error) {
+    const page = globalThis.location?.origin;
+    let broker;
+    try {
+      broker = new URL(this.#options.url, globalThis.location?.href).origin;
+    } catch {
+      return error;
+    }
+    if (!page || page === "null" || page === broker) return error;
+    try {
+      const probe = (this.#options.fetchImpl ?? globalThis.fetch)(new URL("/healthz", broker), { mode: "no-cors", cache: "no-store" });
+      await Promise.race([probe, new Promise((_, reject) => setTimeout(reject, this.#options.connectTimeout))]);
+    } catch {
+      return error;
+    }
+    return new SignalingError("forbidden",
+      `the broker at ${broker} is up but refuses pages of ${page}: list ${page} in its allowed_origins ` +
+      `(SWITCHBOARD_ALLOWED_ORIGINS)`);
   }
 
   async #dial(kind, resume) {

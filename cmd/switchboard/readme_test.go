@@ -105,7 +105,7 @@ func TestOwnPage(t *testing.T) {
 			_, _ = w.Write(pkg["switchboard.js"])
 		default:
 			w.Header().Set("Content-Type", "text/html")
-			fmt.Fprintf(w, "<!doctype html><title>own page</title>\n<script>window.logs = []; const log = console.log; console.log = (...a) => { window.logs.push(a.join(\" \")); log(...a); };</script>\n%s",
+			fmt.Fprintf(w, "<!doctype html><title>own page</title>\n<script>window.logs = []; const log = console.log; console.log = (...a) => { window.logs.push(a.join(\" \")); log(...a); }; addEventListener(\"unhandledrejection\", (e) => window.logs.push(\"refused \" + e.reason?.code + \": \" + e.reason?.message)); addEventListener(\"error\", (e) => window.logs.push(\"refused \" + e.error?.code + \": \" + e.error?.message));</script>\n%s",
 				pageSnippet(t, snippet, r.URL.Query().Get("broker"), r.URL.Query().Get("peer"), r.URL.Query().Get("packed") == "1"))
 		}
 	}))
@@ -160,6 +160,30 @@ func TestOwnPage(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+	}
+
+	// The same page from an origin the broker does not allow (localhost is
+	// not 127.0.0.1), with the packaged client (the broker's /client/ is
+	// refused to it too), hears forbidden naming allowed_origins, not
+	// unreachable.
+	other := strings.Replace(pages.URL, "127.0.0.1", "localhost", 1)
+	tab, cancel := chromedp.NewContext(browser)
+	defer cancel()
+	tab, cancelT := context.WithTimeout(tab, 90*time.Second)
+	defer cancelT()
+	if err := chromedp.Do(tab, chromedp.Navigate(fmt.Sprintf("%s/?broker=%s&peer=stranger&packed=1", other, broker))); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		logs, _ := chromedp.Run(tab, chromedp.Evaluate[string](`JSON.stringify(window.logs)`))
+		if strings.Contains(logs, "refused forbidden") && strings.Contains(logs, "allowed_origins") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a page of a refused origin: logs %s", logs)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -176,16 +176,7 @@ func TestDemoTopology(t *testing.T) {
 	waitOutput(t, bot, "joined room=demo peer=bot", 30*time.Second)
 
 	// The demo page, through the load balancer, calls the bot on WebSocket.
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
-	)
+	actx, cancelA := chromiumAllocator(t, chromium)
 	defer cancelA()
 	page, cancelP := chromedp.NewContext(actx)
 	defer cancelP()
@@ -264,4 +255,21 @@ func TestDemoTopology(t *testing.T) {
 		t.Fatalf("long-poll requests by node: %v, want both %s and %s; access log:\n%s", served, node1, node2, log)
 	}
 	t.Logf("long-poll requests by node through nginx: %v", served)
+}
+
+// chromiumAllocator starts headless Chromium at path with a fresh profile,
+// no background network traffic, and host ICE candidates as
+// addresses rather than mDNS names; the caller must call cancel.
+func chromiumAllocator(t *testing.T, path string) (context.Context, context.CancelFunc) {
+	t.Helper()
+	return chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
+	)
 }

@@ -124,16 +124,7 @@ func TestOwnPage(t *testing.T) {
 	bot := spawn(t, nil, "peer", "-url", broker, "-room", "demo", "-peer", "bot", "-echo", "-loopback")
 	waitOutput(t, bot, "joined room=demo peer=bot", 30*time.Second)
 
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
-	)
+	actx, cancelA := chromiumAllocator(t, chromium)
 	defer cancelA()
 	browser, cancelB := chromedp.NewContext(actx)
 	defer cancelB()

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# compare.sh runs the same load-generator workloads against four servers and
+# compare.sh runs the same load-generator workloads against these servers and
 # writes the comparison into docs/benchmarks.md:
 #
 #   switchboard            Switchboard on WebSocket
 #   switchboard-longpoll   the same broker on HTTP long-polling (relay only)
 #   peerjs                 the PeerJS server (npm package "peer", pinned below)
 #   barerelay              the bare gorilla relay of bench/barerelay
+#   switchboard-cluster    two Switchboard nodes on one redis-server (cluster
+#                          mode), both peers of each pair on the first node
+#   switchboard-cluster-across
+#                          the same cluster, each pair's receiving peer on
+#                          the second node (relay-200 and latency-2000 only,
+#                          as the cluster's other case)
 #
 # The servers take turns: for every round and workload each server runs once,
 # one after the other, so that a noisy machine disturbs them all alike. Every
@@ -29,11 +35,13 @@
 #   BENCH_TIMEOUT  seconds one load-generator run may take; default 300
 #   RESULTS        where the JSON lines are kept; default
 #                  bench/results/latest.jsonl
+#   SERVERS        the servers to run, space separated; default all of the
+#                  above
 #   DOC            the Markdown file whose compare section is rewritten;
 #                  default docs/benchmarks.md
 #
-# Needs go, node and npm. Everything it starts is stopped when it exits,
-# whether it finished, failed or was interrupted.
+# Needs go, node, npm and redis-server. Everything it starts is stopped when
+# it exits, whether it finished, failed or was interrupted.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -50,13 +58,15 @@ DOC=${DOC:-docs/benchmarks.md}
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "compare: ROUNDS must be a positive integer" >&2; exit 2; }
 [[ $IDLE_CONNS =~ ^[1-9][0-9]*$ ]] || { echo "compare: IDLE_CONNS must be a positive integer" >&2; exit 2; }
-for tool in go node npm timeout; do
+for tool in go node npm timeout redis-server; do
 	command -v "$tool" >/dev/null || { echo "compare: $tool is needed" >&2; exit 2; }
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-compare.XXXXXX")
-srv_pid=""   # the server now running, if any
-bench_pid="" # the load generator now running, if any
+srv_pid=""    # the server now running, if any
+extra_pids=() # the rest of a cluster now running: its second node, redis-server
+peer_port=""  # the port of the cluster's second node
+bench_pid=""  # the load generator now running, if any
 finished=""
 
 log() { printf '%s compare: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -89,6 +99,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	if [[ -n $bench_pid ]]; then stop_pid "$bench_pid" 5; fi
 	if [[ -n $srv_pid ]]; then stop_pid "$srv_pid" 5; fi
+	for pid in "${extra_pids[@]}"; do stop_pid "$pid" 5; done
 	if [[ -z $finished && -s $tmp/results.jsonl ]]; then
 		mkdir -p "$(dirname "$RESULTS")"
 		cp "$tmp/results.jsonl" "$(dirname "$RESULTS")/partial.jsonl"
@@ -154,23 +165,26 @@ go build -o "$tmp/switchboard" ./cmd/switchboard
 go build -o "$tmp/barerelay" ./bench/barerelay/cmd
 go build -o "$tmp/report" ./bench/report
 
-log "installing the PeerJS server $PEERJS_VERSION"
-npm install --prefix "$tmp/peerjs" --no-audit --no-fund "peer@$PEERJS_VERSION" >"$tmp/npm.log" 2>&1 || {
-	cat "$tmp/npm.log" >&2
-	exit 1
-}
-peerjs_bin=$tmp/peerjs/node_modules/peer/dist/bin/peerjs.js
-[[ -f $peerjs_bin ]] || { echo "compare: $peerjs_bin is missing after npm install" >&2; exit 1; }
+if [[ " ${SERVERS:-peerjs} " == *" peerjs "* ]]; then
+	log "installing the PeerJS server $PEERJS_VERSION"
+	npm install --prefix "$tmp/peerjs" --no-audit --no-fund "peer@$PEERJS_VERSION" >"$tmp/npm.log" 2>&1 || {
+		cat "$tmp/npm.log" >&2
+		exit 1
+	}
+	peerjs_bin=$tmp/peerjs/node_modules/peer/dist/bin/peerjs.js
+	[[ -f $peerjs_bin ]] || { echo "compare: $peerjs_bin is missing after npm install" >&2; exit 1; }
+fi
 
 # ---------------------------------------------------------------------------
 # Servers.
 
-SERVERS=(switchboard switchboard-longpoll peerjs barerelay)
+read -ra SERVERS <<<"${SERVERS:-switchboard switchboard-longpoll peerjs barerelay switchboard-cluster switchboard-cluster-across}"
 
 # bench_flags prints the load generator's protocol flags for server $1.
 bench_flags() {
 	case $1 in
-	switchboard) echo "-protocol switchboard -transport websocket" ;;
+	switchboard | switchboard-cluster) echo "-protocol switchboard -transport websocket" ;;
+	switchboard-cluster-across) echo "-protocol switchboard -transport websocket -peer-url http://127.0.0.1:$peer_port" ;;
 	switchboard-longpoll) echo "-protocol switchboard -transport longpoll" ;;
 	peerjs) echo "-protocol peerjs" ;;
 	barerelay) echo "-protocol raw" ;;
@@ -178,9 +192,50 @@ bench_flags() {
 }
 
 # serves reports whether server $1 takes part in workload case $2: long-poll
-# runs the relay workloads only.
+# runs the relay workloads only, the cluster the cases of its goals.
 serves() {
-	[[ $1 != switchboard-longpoll || $2 == relay-* ]]
+	case $1 in
+	switchboard-longpoll) [[ $2 == relay-* ]] ;;
+	switchboard-cluster*) [[ $2 == relay-200 || $2 == latency-2000 ]] ;;
+	*) true ;;
+	esac
+}
+
+# start_cluster starts redis-server and two cluster nodes on fresh loopback
+# ports: the first node is srv_pid on port, the second on peer_port; the
+# second node and redis-server are extra_pids. It returns once all three
+# accept connections.
+start_cluster() {
+	local redis_port node i pid
+	pick_port
+	redis_port=$port
+	redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+		>>"$tmp/server.log" 2>&1 &
+	extra_pids+=($!)
+	for ((i = 0; i < 100; i++)); do
+		alive "${extra_pids[0]}" || return 1
+		port_free "$redis_port" || break
+		sleep 0.1
+	done
+	for node in 2 1; do
+		pick_port
+		SWITCHBOARD_CLUSTER_REDIS_URL="redis://127.0.0.1:$redis_port/0" \
+			SWITCHBOARD_LIMITS_RATE=-1 SWITCHBOARD_LIMITS_JOIN_RATE=-1 SWITCHBOARD_LOG_LEVEL=warn \
+			"$tmp/switchboard" serve -listen "127.0.0.1:$port" >>"$tmp/server.log" 2>&1 &
+		pid=$!
+		if ((node == 2)); then
+			extra_pids+=("$pid")
+			peer_port=$port
+		else
+			srv_pid=$pid
+		fi
+	done
+	for ((i = 0; i < 300; i++)); do
+		for pid in "$srv_pid" "${extra_pids[@]}"; do alive "$pid" || return 1; done
+		if ! port_free "$redis_port" && ! port_free "$peer_port" && ! port_free "$port"; then return 0; fi
+		sleep 0.1
+	done
+	return 1
 }
 
 # start_server starts server $1 on a fresh loopback port, sets srv_pid and
@@ -188,6 +243,13 @@ serves() {
 start_server() {
 	local name=$1 try i
 	for try in 1 2 3; do
+		if [[ $name == switchboard-cluster* ]]; then
+			if start_cluster; then return 0; fi
+			log "the cluster did not come up (try $try); its log ends:"
+			tail -n 5 "$tmp/server.log" >&2 || true
+			stop_server
+			continue
+		fi
 		pick_port
 		case $name in
 		switchboard | switchboard-longpoll)
@@ -217,10 +279,23 @@ start_server() {
 }
 
 stop_server() {
+	local pid
 	if [[ -n $srv_pid ]]; then
 		stop_pid "$srv_pid"
 		srv_pid=""
 	fi
+	for pid in "${extra_pids[@]}"; do stop_pid "$pid"; done
+	extra_pids=()
+}
+
+# server_cpu prints the CPU seconds the server now running has used so far:
+# every process of a cluster, redis-server included.
+server_cpu() {
+	local pid total=0
+	for pid in "$srv_pid" "${extra_pids[@]}"; do
+		total=$(awk -v a="$total" -v b="$(proc_cpu "$pid")" 'BEGIN { printf "%.2f", a + b }')
+	done
+	echo "$total"
 }
 
 # ---------------------------------------------------------------------------
@@ -253,7 +328,7 @@ case_fields() {
 
 # run_one runs case $3 against server $2 in round $1 and appends its line.
 run_one() {
-	local round=$1 name=$2 case=$3 flags line rc msg srv_cpu gen_cpu children started wall
+	local round=$1 name=$2 case=$3 flags line rc msg srv_cpu gen_cpu children started wall pid
 	if ! start_server "$name"; then
 		msg="server did not start"
 		printf '{"server":"%s","round":%d,%s,"case":"%s","failed":%s}\n' \
@@ -265,7 +340,7 @@ run_one() {
 	# shellcheck disable=SC2086 # flags are words
 	set -- -url "http://127.0.0.1:$port" $flags
 	if [[ $case == idle ]]; then set -- "$@" -server-pid "$srv_pid"; fi
-	srv_cpu=$(proc_cpu "$srv_pid")
+	srv_cpu=$(server_cpu)
 	children_cpu
 	gen_cpu=$children
 	started=$(date +%s.%N)
@@ -276,12 +351,13 @@ run_one() {
 	bench_pid=""
 	# CPU time over the whole load-generator run (dialing, warm-up, window
 	# and wind-down), of the server and of the load generator.
-	srv_cpu=$(awk -v a="$srv_cpu" -v b="$(proc_cpu "$srv_pid")" 'BEGIN { printf "%.2f", b - a }')
+	srv_cpu=$(awk -v a="$srv_cpu" -v b="$(server_cpu)" 'BEGIN { printf "%.2f", b - a }')
 	children_cpu
 	gen_cpu=$(awk -v a="$gen_cpu" -v b="$children" 'BEGIN { printf "%.2f", b - a }')
 	wall=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 	local crashed=""
 	alive "$srv_pid" || crashed=1
+	for pid in "${extra_pids[@]}"; do alive "$pid" || crashed=1; done
 	stop_server
 	line=$(tail -n 1 "$tmp/bench.out")
 	if [[ -n $crashed ]]; then
@@ -293,7 +369,7 @@ run_one() {
 	elif ((rc == 0)) && [[ $line == '{'* ]]; then
 		printf '{"server":"%s","round":%d,"case":"%s","flags":%s,"wall_s":%s,"server_cpu_s":%s,"loadgen_cpu_s":%s,%s\n' \
 			"$name" "$round" "$case" "$(json_string "$flags")" "$wall" "$srv_cpu" "$gen_cpu" "${line#\{}" >>"$tmp/results.jsonl"
-		log "round $round: $(tail -n 1 "$tmp/bench.err")"
+		log "round $round $name: $(tail -n 1 "$tmp/bench.err")"
 	else
 		msg=$(tail -n 1 "$tmp/bench.err")
 		((rc == 124)) && msg="timed out after ${BENCH_TIMEOUT}s; $msg"

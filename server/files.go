@@ -3,9 +3,9 @@ package server
 import (
 	"io/fs"
 
-	jsclient "github.com/switchboard-rtc/switchboard/clients/js"
+	"github.com/switchboard-rtc/switchboard/clients/js"
 )
 
 // clientFiles is the browser client and demo page that serve puts at
 // /client/ and /.
-func clientFiles() fs.FS { return jsclient.Files }
+func clientFiles() fs.FS { return js.Files }

@@ -1,4 +1,4 @@
-package jsclient_test
+package js_test
 
 import (
 	"bytes"
@@ -21,14 +21,14 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/clients/go/peercmd"
-	jsclient "github.com/switchboard-rtc/switchboard/clients/js"
+	"github.com/switchboard-rtc/switchboard/clients/js"
 	"github.com/switchboard-rtc/switchboard/internal/turntest"
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/longpoll"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
-	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
+	"github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
 // chromiumPath finds Debian's Chromium. Under CI a missing browser fails the
@@ -148,18 +148,18 @@ type brokerSetup struct {
 func startBrokerWith(t *testing.T, s brokerSetup) string {
 	t.Helper()
 	b := broker.New(broker.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ICE: s.ice})
-	ws, lp := wstransport.New(wstransport.Options{}), longpoll.New(longpoll.Options{})
+	ws, lp := websocket.New(websocket.Options{}), longpoll.New(longpoll.Options{})
 	transports := []broker.Transport{ws, lp}
-	var rt *redistransport.Transport
+	var rt *redis.Transport
 	if s.redis != nil {
 		var err error
-		if rt, err = redistransport.New(redistransport.Options{Client: s.redis.Client(t)}); err != nil {
+		if rt, err = redis.New(redis.Options{Client: s.redis.Client(t)}); err != nil {
 			t.Fatal(err)
 		}
 		transports = append(transports, rt)
 	}
 	transports = append(transports, s.extra...)
-	srv := httpserver.New(b, httpserver.Options{Files: jsclient.Files}, append([]broker.Transport{ws, lp}, s.extra...)...)
+	srv := httpserver.New(b, httpserver.Options{Files: js.Files}, append([]broker.Transport{ws, lp}, s.extra...)...)
 	page, err := os.ReadFile(filepath.Join("testdata", "e2e.html"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package jsclient_test
+package js_test
 
 import (
 	"strings"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/internal/mailtest"
-	emailtransport "github.com/switchboard-rtc/switchboard/transports/email"
+	"github.com/switchboard-rtc/switchboard/transports/email"
 )
 
 // startEmailBroker runs the test broker with its email transport on a real
@@ -17,12 +17,12 @@ func startEmailBroker(t *testing.T) (string, *mailtest.Server) {
 	t.Helper()
 	mail := mailtest.Start(t, mailtest.Options{Users: []string{"switchboard", "gopher"}})
 	off := false
-	tr, err := emailtransport.New(emailtransport.Options{
+	tr, err := email.New(email.Options{
 		Address:       "switchboard@localhost",
-		Receive:       emailtransport.ReceiveIMAP,
+		Receive:       email.ReceiveIMAP,
 		IMAPURL:       mail.IMAPURL("switchboard"),
 		SubmissionURL: mail.SMTPURL(),
-		Embedded:      emailtransport.Embedded{Enabled: &off},
+		Embedded:      email.Embedded{Enabled: &off},
 	})
 	if err != nil {
 		t.Fatal(err)

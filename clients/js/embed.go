@@ -1,8 +1,8 @@
-// Package jsclient holds the Switchboard browser client and its demo page as files, for the
+// Package js holds the Switchboard browser client and its demo page as files, for the
 // broker to serve: switchboard.js (an ES module, no build step) and its type declarations
 // switchboard.d.ts at /client/, and the demo page (demo/index.html, demo.js, demo.css) at /.
 // The demo imports the client as "/client/switchboard.js".
-package jsclient
+package js
 
 import "embed"
 

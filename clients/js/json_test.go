@@ -1,4 +1,4 @@
-package jsclient_test
+package js_test
 
 import "encoding/json"
 

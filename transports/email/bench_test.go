@@ -1,4 +1,4 @@
-package emailtransport
+package email
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package emailtransport
+package email
 
 import (
 	"context"
@@ -52,7 +52,7 @@ type imapReceiver struct {
 func newIMAPReceiver(t *Transport, rawURL string) (*imapReceiver, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("emailtransport: imap_url: %w", err)
+		return nil, fmt.Errorf("email: imap_url: %w", err)
 	}
 	r := &imapReceiver{t: t, addr: u.Host, err: errNotConnected}
 	switch u.Scheme {
@@ -60,10 +60,10 @@ func newIMAPReceiver(t *Transport, rawURL string) (*imapReceiver, error) {
 	case "imaps":
 		r.implicitTLS = true
 	default:
-		return nil, fmt.Errorf("emailtransport: imap_url: scheme %q: want imap or imaps", u.Scheme)
+		return nil, fmt.Errorf("email: imap_url: scheme %q: want imap or imaps", u.Scheme)
 	}
 	if u.User == nil {
-		return nil, errors.New("emailtransport: imap_url needs user:password@")
+		return nil, errors.New("email: imap_url needs user:password@")
 	}
 	r.user = u.User.Username()
 	r.pass, _ = u.User.Password()

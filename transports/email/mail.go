@@ -1,4 +1,4 @@
-package emailtransport
+package email
 
 import (
 	"bytes"
@@ -37,9 +37,9 @@ const (
 // Errors of the mail codec. A mail that fails with any of them, past its
 // header, has an Incoming with the sender's address for an error mail.
 var (
-	ErrMailTooLarge = errors.New("emailtransport: mail is too large")
-	ErrMalformed    = errors.New("emailtransport: malformed mail")
-	ErrNoEnvelope   = errors.New("emailtransport: no envelope in the mail")
+	ErrMailTooLarge = errors.New("email: mail is too large")
+	ErrMalformed    = errors.New("email: malformed mail")
+	ErrNoEnvelope   = errors.New("email: no envelope in the mail")
 )
 
 // Incoming is what the broker reads of a mail a peer sent.
@@ -238,7 +238,7 @@ type Outgoing struct {
 // offer or answer when there are any.
 func BuildMail(o Outgoing) ([]byte, error) {
 	if len(o.Frames) == 0 {
-		return nil, errors.New("emailtransport: a mail needs at least one envelope")
+		return nil, errors.New("email: a mail needs at least one envelope")
 	}
 	var h mail.Header
 	h.SetAddressList("From", []*mail.Address{{Address: o.From}})

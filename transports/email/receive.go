@@ -1,4 +1,4 @@
-package emailtransport
+package email
 
 import (
 	"bytes"
@@ -321,4 +321,4 @@ func (p *peer) handle(envs []json.RawMessage) {
 	}
 }
 
-var errStopped = fmt.Errorf("emailtransport: stopped")
+var errStopped = fmt.Errorf("email: stopped")

@@ -1,4 +1,4 @@
-package emailtransport
+package email
 
 import (
 	"crypto/tls"
@@ -37,7 +37,7 @@ func (t *Transport) serveSMTP() (func(), error) {
 		cert, err := tls.LoadX509KeyPair(t.opts.SMTPTLSCert, t.opts.SMTPTLSKey)
 		if err != nil {
 			ln.Close()
-			return nil, fmt.Errorf("emailtransport: smtp_tls_cert: %w", err)
+			return nil, fmt.Errorf("email: smtp_tls_cert: %w", err)
 		}
 		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}

@@ -1,4 +1,4 @@
-package emailtransport
+package email
 
 import (
 	"bytes"
@@ -48,7 +48,7 @@ type submitter struct {
 func newSubmitter(rawURL string, o *Options) (*submitter, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("emailtransport: submission_url: %w", err)
+		return nil, fmt.Errorf("email: submission_url: %w", err)
 	}
 	s := &submitter{addr: u.Host, helo: o.domain()}
 	s.host, _, _ = net.SplitHostPort(u.Host)
@@ -57,7 +57,7 @@ func newSubmitter(rawURL string, o *Options) (*submitter, error) {
 	case "smtps":
 		s.implicitTLS = true
 	default:
-		return nil, fmt.Errorf("emailtransport: submission_url: scheme %q: want smtp or smtps", u.Scheme)
+		return nil, fmt.Errorf("email: submission_url: scheme %q: want smtp or smtps", u.Scheme)
 	}
 	if u.User != nil {
 		s.user = u.User.Username()

@@ -1,4 +1,4 @@
-package emailtransport
+package email
 
 import (
 	"context"
@@ -131,7 +131,7 @@ func (o *Options) init() error {
 	}
 	o.Address = strings.ToLower(o.Address)
 	if at := strings.LastIndexByte(o.Address, '@'); at < 1 || at == len(o.Address)-1 || strings.ContainsAny(o.Address, " <>,") {
-		return fmt.Errorf("emailtransport: address %q is not a bare mail address", o.Address)
+		return fmt.Errorf("email: address %q is not a bare mail address", o.Address)
 	}
 	embedded := o.embeddedOn()
 	if o.Receive == "" {
@@ -143,7 +143,7 @@ func (o *Options) init() error {
 	switch o.Receive {
 	case ReceiveSMTP, ReceiveIMAP:
 	default:
-		return fmt.Errorf("emailtransport: receive %q: want smtp or imap", o.Receive)
+		return fmt.Errorf("email: receive %q: want smtp or imap", o.Receive)
 	}
 	if o.SMTPListen == "" {
 		o.SMTPListen = DefaultSMTPListen
@@ -155,7 +155,7 @@ func (o *Options) init() error {
 		}
 	}
 	if o.IMAPDone != DoneSeen && o.IMAPDone != DoneDelete {
-		return fmt.Errorf("emailtransport: imap_done %q: want seen or delete", o.IMAPDone)
+		return fmt.Errorf("email: imap_done %q: want seen or delete", o.IMAPDone)
 	}
 	if o.BatchDelay <= 0 {
 		o.BatchDelay = DefaultBatchDelay
@@ -181,24 +181,24 @@ func (o *Options) init() error {
 	}
 	for _, a := range e.Accounts {
 		if addr, _, ok := strings.Cut(a, ":"); !ok || !strings.Contains(addr, "@") {
-			return fmt.Errorf("emailtransport: embedded account %q: want address:password", a)
+			return fmt.Errorf("email: embedded account %q: want address:password", a)
 		}
 	}
 	if !embedded {
 		if o.SubmissionURL == "" {
-			return errors.New("emailtransport: set submission_url, or turn the embedded mail server on")
+			return errors.New("email: set submission_url, or turn the embedded mail server on")
 		}
 		if o.Receive == ReceiveIMAP && o.IMAPURL == "" {
-			return errors.New("emailtransport: receive: imap needs imap_url (or the embedded mail server)")
+			return errors.New("email: receive: imap needs imap_url (or the embedded mail server)")
 		}
 	} else if o.openAccounts() && !(loopback(e.SMTPListen) && loopback(e.IMAPListen)) {
-		return errors.New("emailtransport: the embedded mail server's open accounts take any password: listen on loopback only, or list accounts")
+		return errors.New("email: the embedded mail server's open accounts take any password: listen on loopback only, or list accounts")
 	}
 	if (o.SMTPTLSCert == "") != (o.SMTPTLSKey == "") {
-		return errors.New("emailtransport: set smtp_tls_cert and smtp_tls_key together")
+		return errors.New("email: set smtp_tls_cert and smtp_tls_key together")
 	}
 	if o.Receive == ReceiveSMTP && embedded && o.SMTPListen == e.SMTPListen && !strings.HasSuffix(o.SMTPListen, ":0") {
-		return fmt.Errorf("emailtransport: receive: smtp and the embedded mail server both listen on %s", o.SMTPListen)
+		return fmt.Errorf("email: receive: smtp and the embedded mail server both listen on %s", o.SMTPListen)
 	}
 	for name, u := range map[string]string{"submission_url": o.SubmissionURL, "imap_url": o.IMAPURL} {
 		if u == "" {
@@ -206,10 +206,10 @@ func (o *Options) init() error {
 		}
 		p, err := url.Parse(u)
 		if err != nil || p.Host == "" {
-			return fmt.Errorf("emailtransport: %s: want scheme://user:password@host:port", name)
+			return fmt.Errorf("email: %s: want scheme://user:password@host:port", name)
 		}
 		if _, _, err := net.SplitHostPort(p.Host); err != nil {
-			return fmt.Errorf("emailtransport: %s: %q has no port", name, p.Host)
+			return fmt.Errorf("email: %s: %q has no port", name, p.Host)
 		}
 	}
 	return nil
@@ -328,15 +328,15 @@ func (t *Transport) Ready() error {
 	running, im, sub := t.running, t.imap, t.submit
 	t.mu.Unlock()
 	if !running {
-		return errors.New("emailtransport: not running")
+		return errors.New("email: not running")
 	}
 	if im != nil {
 		if err := im.Err(); err != nil {
-			return fmt.Errorf("emailtransport: imap: %w", err)
+			return fmt.Errorf("email: imap: %w", err)
 		}
 	}
 	if err := sub.Err(); err != nil {
-		return fmt.Errorf("emailtransport: submission: %w", err)
+		return fmt.Errorf("email: submission: %w", err)
 	}
 	return nil
 }
@@ -350,7 +350,7 @@ func (t *Transport) Run(ctx context.Context, b *broker.Broker) error {
 	t.mu.Lock()
 	if t.running || t.stopping {
 		t.mu.Unlock()
-		return errors.New("emailtransport: Run called twice")
+		return errors.New("email: Run called twice")
 	}
 	t.b = b
 	t.log = b.Logger().With("transport", Name)

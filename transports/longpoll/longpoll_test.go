@@ -16,7 +16,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/longpoll"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
-	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
+	"github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
 // start serves a broker made with opts over long-polling for the test's
@@ -273,7 +273,7 @@ func TestDeepEnvelopeInArrayRefusedAlone(t *testing.T) {
 func TestSecretOfAnotherTransportRefused(t *testing.T) {
 	b := broker.New(broker.Options{TokenSecret: []byte("k")})
 	lp := longpoll.New(longpoll.Options{})
-	ws := wstransport.New(wstransport.Options{})
+	ws := websocket.New(websocket.Options{})
 	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, lp, ws).Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)

@@ -1,4 +1,4 @@
-package redistransport_test
+package redis_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-// Package redistransport is Switchboard's Redis pub/sub transport
+// Package redis is Switchboard's Redis pub/sub transport
 // (docs/protocol.md, section 3, "Redis pub/sub") and its cluster backplane
 // on Redis (ARCHITECTURE.md, "Cluster mode"). Both take any go-redis
 // UniversalClient: one server, Sentinel, or Redis Cluster.
@@ -86,4 +86,4 @@
 //
 // Package redistest starts a real redis-server for tests and dials the
 // transport at the wire level for the conformance kit, broker/brokertest.
-package redistransport
+package redis

@@ -1,4 +1,4 @@
-package redistransport
+package redis
 
 // FailedAttempts is how many attempts to subscribe to the input channel
 // have failed in the current outage.

@@ -1,4 +1,4 @@
-package redistransport
+package redis
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package wstransport
+package websocket
 
 import (
 	"context"
@@ -64,14 +64,14 @@ type conn struct {
 
 // Read outcomes that are not failures of the connection.
 var (
-	errWouldBlock   = errors.New("wstransport: no data ready")
-	errJoined       = errors.New("wstransport: joined")
-	errPeerClosed   = errors.New("wstransport: closed by the peer")
-	errSessionEnded = errors.New("wstransport: session ended")
+	errWouldBlock   = errors.New("websocket: no data ready")
+	errJoined       = errors.New("websocket: joined")
+	errPeerClosed   = errors.New("websocket: closed by the peer")
+	errSessionEnded = errors.New("websocket: session ended")
 )
 
 // errFrameType refuses binary frames.
-var errFrameType = errors.New("wstransport: envelopes travel in text frames")
+var errFrameType = errors.New("websocket: envelopes travel in text frames")
 
 func newConn(t *Transport, nc net.Conn) *conn {
 	c := &conn{t: t, nc: nc, lastHeard: time.Now()}

@@ -1,4 +1,4 @@
-// Package wstransport is Switchboard's WebSocket transport
+// Package websocket is Switchboard's WebSocket transport
 // (docs/protocol.md, section 3, "WebSocket"): GET /v1/ws, upgraded, one
 // envelope per text frame, join first.
 //
@@ -13,4 +13,4 @@
 // reading holds up nobody else: its mailbox fills until the broker ends the
 // session as a slow consumer. Elsewhere than Linux each connection keeps
 // one reading goroutine.
-package wstransport
+package websocket

@@ -1,4 +1,4 @@
-package wstransport
+package websocket
 
 // ClientFrame builds a masked client frame for the package's external tests.
 var ClientFrame = clientFrame

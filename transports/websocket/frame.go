@@ -1,4 +1,4 @@
-package wstransport
+package websocket
 
 import (
 	"encoding/binary"
@@ -36,7 +36,7 @@ const maxControlPayload = 125
 // with 1002.
 type errProtocol string
 
-func (e errProtocol) Error() string { return "wstransport: " + string(e) }
+func (e errProtocol) Error() string { return "websocket: " + string(e) }
 
 // Frame errors.
 var (
@@ -51,7 +51,7 @@ var (
 
 // errTooBig is a frame past the hard limit; the connection is failed with
 // 1009.
-var errTooBig = errors.New("wstransport: frame past the size limit")
+var errTooBig = errors.New("websocket: frame past the size limit")
 
 // header is a parsed frame header.
 type header struct {

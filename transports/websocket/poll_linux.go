@@ -1,4 +1,4 @@
-package wstransport
+package websocket
 
 import (
 	"fmt"

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package wstransport
+package websocket
 
 import (
 	"errors"

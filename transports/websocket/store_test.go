@@ -1,4 +1,4 @@
-package wstransport_test
+package websocket_test
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
-	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
+	"github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
 // TestConformanceWithStore runs the conformance kit on a broker whose
@@ -15,7 +15,7 @@ func TestConformanceWithStore(t *testing.T) {
 	brokertest.Run(t, brokertest.Harness{
 		Start: func(t *testing.T, opts broker.Options) brokertest.Dialer {
 			opts.Store = &broker.MemoryStore{}
-			url, _ := start(t, opts, wstransport.Options{})
+			url, _ := start(t, opts, websocket.Options{})
 			return transporttest.WebSocket(url)
 		},
 	})

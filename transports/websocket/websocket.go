@@ -1,4 +1,4 @@
-package wstransport
+package websocket
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/websocket"
+	gorilla "github.com/gorilla/websocket"
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/transports/origin"
@@ -76,7 +76,7 @@ func (o *Options) init() {
 // Transport serves peers over WebSocket. Mount it on a router, then Run it.
 type Transport struct {
 	opts     Options
-	upgrader websocket.Upgrader
+	upgrader gorilla.Upgrader
 	b        *broker.Broker
 	log      *slog.Logger
 	joinLog  broker.LogLimiter // refused joins: a line per interval, the rest counted
@@ -101,7 +101,7 @@ func New(opts Options) *Transport {
 		opts.Origins.Allowed = opts.AllowedOrigins
 	}
 	t := &Transport{opts: opts, conns: make(map[*conn]struct{}), log: slog.Default(), work: newWorkers()}
-	t.upgrader = websocket.Upgrader{
+	t.upgrader = gorilla.Upgrader{
 		ReadBufferSize:  handshakeReadBuffer,
 		WriteBufferSize: handshakeWriteBuffer,
 		WriteBufferPool: &sync.Pool{},

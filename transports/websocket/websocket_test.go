@@ -1,4 +1,4 @@
-package wstransport_test
+package websocket_test
 
 import (
 	"context"

@@ -8,7 +8,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/clients/go/internal/emailrig"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
 
@@ -62,7 +62,7 @@ func callAndEcho(t *testing.T, r *emailrig.Rig, redisURL, room, callerT, caller,
 // it), and echoes a message over it.
 func TestEveryPairOfTransports(t *testing.T) {
 	rs := redistest.Start(t)
-	rt, err := redistransport.New(redistransport.Options{Client: rs.Client(t)})
+	rt, err := redis.New(redis.Options{Client: rs.Client(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

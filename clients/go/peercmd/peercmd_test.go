@@ -14,7 +14,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/clients/go/internal/testbroker"
 	"github.com/switchboard-rtc/switchboard/clients/go/peercmd"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
 
@@ -208,7 +208,7 @@ func TestFlags(t *testing.T) {
 func startRedisBroker(t *testing.T) (base, redisURL string) {
 	t.Helper()
 	srv := redistest.Start(t)
-	rt, err := redistransport.New(redistransport.Options{Client: srv.Client(t)})
+	rt, err := redis.New(redis.Options{Client: srv.Client(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	switchboard "github.com/switchboard-rtc/switchboard/clients/go"
 	"github.com/switchboard-rtc/switchboard/clients/go/internal/testbroker"
 	"github.com/switchboard-rtc/switchboard/clients/go/redisconn"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
 
@@ -32,7 +32,7 @@ func init() {
 // setup is what a test broker differs in.
 type setup struct {
 	broker broker.Options
-	redis  redistransport.Options // Client is set by start
+	redis  redis.Options // Client is set by start
 }
 
 // node is a broker in the process serving WebSocket and long-polling over
@@ -54,7 +54,7 @@ func start(t *testing.T, s setup) *node {
 func startOn(t *testing.T, srv *redistest.Server, s setup) *node {
 	t.Helper()
 	s.redis.Client = srv.Client(t)
-	rt, err := redistransport.New(s.redis)
+	rt, err := redis.New(s.redis)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestDialErrors(t *testing.T) {
 // A transport registered with a prefix of its own reaches a broker on that
 // prefix.
 func TestPrefix(t *testing.T) {
-	n := start(t, setup{redis: redistransport.Options{Prefix: "tenant"}})
+	n := start(t, setup{redis: redis.Options{Prefix: "tenant"}})
 	svc := dial(t, n.RedisURL, tenantTransport, "p", "svc")
 	web := dial(t, n.URL, "websocket", "p", "web")
 	sendText(t, web, "svc", "hello tenant")
@@ -450,7 +450,7 @@ func TestGapAndRepeat(t *testing.T) {
 // The connection's keepalive keeps a quiet peer within the broker's idle
 // timeout; without it (the Client pings only every 25 s) the peer times out.
 func TestKeepAlive(t *testing.T) {
-	n := start(t, setup{redis: redistransport.Options{IdleTimeout: time.Second}})
+	n := start(t, setup{redis: redis.Options{IdleTimeout: time.Second}})
 	web := dial(t, n.URL, "websocket", "quiet", "web")
 	quiet := dial(t, n.RedisURL, keepAliveTransport, "quiet", "quiet")
 	next(t, web, switchboard.TypePeerJoined)

@@ -16,7 +16,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/server/internal/config"
 	"github.com/switchboard-rtc/switchboard/transports/longpoll"
 	"github.com/switchboard-rtc/switchboard/transports/origin"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	_ "github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
@@ -426,7 +426,7 @@ func TestTransportEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := tr.(*redistransport.Transport).Options(); o.URL != "redis://10.1.2.3:6380/4" || o.Prefix != "p" || o.Password != "pw" {
+	if o := tr.(*redis.Transport).Options(); o.URL != "redis://10.1.2.3:6380/4" || o.Prefix != "p" || o.Password != "pw" {
 		t.Fatalf("redis options from the environment: %+v", o)
 	}
 

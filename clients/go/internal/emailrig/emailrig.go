@@ -13,7 +13,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/clients/go/internal/testbroker"
 	"github.com/switchboard-rtc/switchboard/internal/mailtest"
-	emailtransport "github.com/switchboard-rtc/switchboard/transports/email"
+	"github.com/switchboard-rtc/switchboard/transports/email"
 )
 
 // Mode is how the broker's mail travels.
@@ -40,7 +40,7 @@ type Rig struct {
 	// Server is the broker; its URL serves WebSocket and long-polling.
 	Server *testbroker.Server
 	// Transport is the broker's email transport.
-	Transport *emailtransport.Transport
+	Transport *email.Transport
 	// Mail is the Dovecot and Postfix pair; nil in Embedded mode.
 	Mail *mailtest.Server
 
@@ -61,7 +61,7 @@ type Options struct {
 func Start(t testing.TB, mode Mode, o Options, users ...string) *Rig {
 	t.Helper()
 	r := &Rig{Mode: mode}
-	eo := emailtransport.Options{Address: Broker, BatchDelay: o.BatchDelay}
+	eo := email.Options{Address: Broker, BatchDelay: o.BatchDelay}
 	off := false
 	switch mode {
 	case IMAP, SMTP:
@@ -84,7 +84,7 @@ func Start(t testing.TB, mode Mode, o Options, users ...string) *Rig {
 	default:
 		t.Fatalf("emailrig: unknown mode %q", mode)
 	}
-	tr, err := emailtransport.New(eo)
+	tr, err := email.New(eo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/transports/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/longpoll"
-	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
+	"github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
 // Server is a broker listening on a loopback port. Close it when done.
@@ -55,7 +55,7 @@ func Start(o Options) (*Server, error) {
 		return nil, err
 	}
 	b := broker.New(opts)
-	ws := wstransport.New(wstransport.Options{})
+	ws := websocket.New(websocket.Options{})
 	lp := longpoll.New(longpoll.Options{IdleTimeout: o.LongPollIdle})
 	front := httpserver.New(b, httpserver.Options{}, ws, lp)
 	ctx, cancel := context.WithCancel(context.Background())

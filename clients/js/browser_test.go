@@ -23,7 +23,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/clients/go/peercmd"
 	"github.com/switchboard-rtc/switchboard/clients/js"
 	"github.com/switchboard-rtc/switchboard/internal/turntest"
-	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/server/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/longpoll"
 	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"

@@ -22,7 +22,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
 	"github.com/switchboard-rtc/switchboard/examples/sse"
 	"github.com/switchboard-rtc/switchboard/server"
-	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/server/httpserver"
 )
 
 // sseConn is brokertest's view of one SSE session: the stream of a POST

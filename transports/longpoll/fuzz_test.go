@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/server/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/longpoll"
 )
 

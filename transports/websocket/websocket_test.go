@@ -13,7 +13,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
-	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/server/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/origin"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
 	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"

@@ -19,8 +19,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/server/httpserver"
 	"github.com/switchboard-rtc/switchboard/server/internal/config"
-	"github.com/switchboard-rtc/switchboard/transports/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/origin"
 	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
 )

@@ -16,7 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/server/httpserver"
 	"github.com/switchboard-rtc/switchboard/transports/longpoll"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
 	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/server/httpserver"
 )
 
 func serveBroker(t *testing.T, bopts broker.Options, opts httpserver.Options) string {

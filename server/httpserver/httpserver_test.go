@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/transports/httpserver"
+	"github.com/switchboard-rtc/switchboard/server/httpserver"
 )
 
 func serve(t *testing.T, opts httpserver.Options) string {

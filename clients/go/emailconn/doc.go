@@ -33,44 +33,28 @@
 //
 // # The wire
 //
-// A connection speaks docs/protocol.md, section 3, "Email (SMTP and IMAP)",
-// as the broker's transports/email implements it:
+// A connection speaks the email transport of docs/protocol.md (section 3,
+// "Email (SMTP and IMAP)"); section 6, "Email", says how this client
+// behaves on it (what it reads and ignores, when it acknowledges and pings,
+// its IMAP timings and when it resumes). What only concerns a program using
+// the package:
 //
-//   - It logs in to the mailbox and selects it; mail already there is not
-//     read. Then it mails the join (a single application/json part, no
-//     session header) and reads the mailbox until a mail from the broker
-//     holds the welcome, or the error that refuses the join. Envelopes of
-//     the broker's mail before the welcome are dropped (an earlier
-//     connection's: on a resume the broker mails what follows last_seq
-//     again after the welcome); those after it in the same mail are kept.
-//   - Every later mail carries X-Switchboard-Session. One Send is one mail
-//     (of at most 64 envelopes), submitted on an SMTP connection of its own.
-//     The mail system stores and forwards what the submission server took,
-//     so the connection counts a submitted mail as sent
+//   - Before the welcome, the envelopes of the broker's mail are dropped (an
+//     earlier connection's: on a resume the broker mails what follows
+//     last_seq again after the welcome); those after it in the same mail are
+//     kept.
+//   - One Send is one mail, submitted on an SMTP connection of its own. The
+//     mail system stores and forwards what the submission server took, so
+//     the connection counts a submitted mail as sent
 //     (switchboard.ConfirmingConn): the Client neither confirms it with a
 //     ping nor sends it again after a resume.
-//   - Only the broker's mail is read: From the broker's address with an
-//     X-Switchboard-Room header; its Auto-Submitted: auto-generated is
-//     expected. Other mail, bounces and automatic replies included, is left
-//     alone. The envelopes are the JSON array of the first application/json
-//     part, depth-first, within 1 MiB, 32 parts and a depth of 4. Reading a
-//     mail flags it \Seen.
-//   - Acknowledgements go with the next mail sent, or on their own after
-//     30 s (Config.AckDelay), or at once when 128 envelopes wait for one (the
-//     broker mails at most 512 ahead of the last acknowledgement). A connection that has mailed nothing, or heard
-//     nothing, for 4 minutes (Config.KeepAlive) mails a ping, so that the
-//     broker's idle timeout for email (10 minutes) never ends a live peer;
-//     the pong is not returned by Recv.
-//
-// # Losses and resumes
-//
-// Each IMAP command, IDLE included, has 60 s to complete; IDLE is renewed
-// every 30 s, so a dead IMAP connection is noticed within a minute. When the
-// connection fails (the server restarted, the network broke), or the broker
-// has been silent for twice the keepalive interval and 2 minutes more,
-// Recv fails and the Client dials a new connection that joins with resume
-// {session, last_seq}; the broker mails everything after last_seq again,
-// and the Client drops the seqs it already has.
+//   - A mail is read within 1 MiB, 32 MIME parts and a depth of 4, as the
+//     broker bounds it.
+//   - Config.AckDelay (30 s) and Config.KeepAlive (4 minutes) set the
+//     acknowledgement and ping timings; the connection counts as broken when
+//     the broker has been silent for twice the keepalive interval and 2
+//     minutes more. Recv does not return the pongs of the keepalive pings.
+//     On a resume the Client drops the seqs it already has.
 //
 // Mail is slow: a peer on email gathers its ICE candidates before it sends
 // one offer or answer (webrtcpeer.Options.GatherAll), which

@@ -22,37 +22,26 @@
 //
 // # The wire
 //
-// A connection speaks docs/protocol.md, section 3, "Redis pub/sub", as the
-// broker's transports/redis implements it (and as its redistest.Conn does),
-// with key prefix P:
+// A connection speaks the Redis pub/sub transport of docs/protocol.md
+// (section 3, "Redis pub/sub", and section 6, "Redis pub/sub"), which
+// specifies the channels, the join's reply channel, the session field, acks
+// and the ACLs a peer needs. What this package chooses where the protocol
+// leaves room:
 //
-//   - Each connection has a Redis client of its own. Before it joins it
-//     subscribes, on one pub/sub connection, to a reply channel of its own,
-//     P:reply:<random>, and, when the join names the peer, to the peer's
-//     channel P:peer:<room>:<peer>. Then it publishes the join to P:in with
-//     "reply" added to the payload, and waits for the welcome, or the error
-//     refusing the join, on the reply channel. A peer whose id the broker
-//     chose subscribes to its peer channel when the welcome names it (the
-//     broker publishes nothing there until someone listens).
-//   - Until the welcome arrives, what comes on the peer channel is dropped:
-//     when the join resumes a session, an earlier connection's messages may
-//     still be going out there, and the broker publishes everything after
-//     last_seq again after the welcome. After it, the peer channel carries
-//     everything for the peer, in seq order.
-//   - Every later envelope, acks and pings included, goes to P:in with the
-//     session secret in a top-level "session" field; the envelopes of one
-//     Send go in one pipeline.
-//   - A PUBLISH that reaches no subscriber reached no broker: it is published
-//     again, with backoff, for at most Options.WriteTimeout (the join: for the
+//   - Each connection has a Redis client of its own, and subscribes on one
+//     pub/sub connection to a reply channel P:reply:<random hex> (and, when
+//     the join names the peer, to its peer channel) before it publishes the
+//     join.
+//   - The envelopes of one Send go to P:in in one pipeline. A PUBLISH that
+//     reaches no subscriber reached no broker: it is published again, with
+//     backoff, for at most Options.WriteTimeout (the join: for the
 //     handshake's time), after which the connection counts as broken. Those
 //     after it in the pipeline follow it again; the broker drops the repeats
 //     by their ids.
-//   - The Client acknowledges at least every 32 messages or every second, as
-//     on WebSocket; the broker publishes at most half the mailbox ahead of the
-//     last ack. A connection that has published nothing, or heard nothing,
-//     for the keepalive interval (20 s) publishes a ping, so that the broker's
-//     idle timeout (60 s) never ends a live peer; the pong is not returned by
-//     Recv.
+//   - A connection that has published nothing, or heard nothing, for the
+//     keepalive interval (20 s) publishes a ping, so that the broker's idle
+//     timeout (60 s) never ends a live peer; the pong is not returned by
+//     Recv. Acknowledgements are the Client's, as on WebSocket.
 //
 // # Losses and resumes
 //
@@ -70,6 +59,5 @@
 //
 // Whoever can read these channels reads the signaling, session secrets
 // included: use a Redis that only trusted services reach, over TLS
-// (rediss://), with ACLs that give the peer PUBLISH on P:in and SUBSCRIBE on
-// P:reply:* and its own P:peer:<room>:<peer> only.
+// (rediss://), with the ACLs docs/protocol.md gives.
 package redisconn

@@ -107,7 +107,7 @@ type Cluster struct {
 	RedisAddrs []string      `yaml:"redis_addrs"` // or a Redis Cluster's seed nodes, or Sentinels with master_name
 	MasterName string        `yaml:"master_name"` // the Sentinels' primary
 	Prefix     string        `yaml:"prefix"`      // key and channel prefix; default "switchboard"
-	NodeTTL    time.Duration `yaml:"node_ttl"`    // a silent node is dead after this; default: the resume window (at least 15s)
+	NodeTTL    time.Duration `yaml:"node_ttl"`    // a silent node is dead after this; default: the resume window (at least 30s)
 }
 
 func (c Cluster) validate() error {

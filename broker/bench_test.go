@@ -46,10 +46,10 @@ func BenchmarkEncodeWithSeq(b *testing.B) {
 
 func BenchmarkMailbox(b *testing.B) {
 	f := newFrame(&Envelope{Type: TypeCandidate, Room: "demo", From: "alice", To: "bob", Payload: []byte(`{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}`)})
-	m := mailbox{maxMsgs: 1024, maxSize: 1 << 20}
+	m := sessionBox{maxMsgs: 1024, maxSize: 1 << 20}
 	b.ReportAllocs()
 	for b.Loop() {
-		// append, hand out, acknowledge: one message's life in a mailbox
+		// append, hand out, acknowledge: one message's life in a sessionBox
 		if _, ok := m.push(f, time.Time{}); !ok {
 			b.Fatal("slow consumer")
 		}

@@ -265,7 +265,7 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 		meta:      req.Meta,
 		linger:    req.Linger,
 		limiter:   newBucket(b.opts.Rate, b.opts.Burst),
-		mb:        mailbox{maxMsgs: b.opts.MailboxMessages, maxSize: b.opts.MailboxBytes},
+		mb:        sessionBox{maxMsgs: b.opts.MailboxMessages, maxSize: b.opts.MailboxBytes},
 	}
 	r := b.lockRoom(req.Room, true)
 	defer r.mu.Unlock()
@@ -639,14 +639,19 @@ func (b *Broker) route(ctx context.Context, s *Session, env *Envelope) error {
 }
 
 // deliverRemote hands f, from peer from, to member m, served by another
-// node: into its mailbox in the store, with word to its node, or over the
+// node: into its sessionBox in the store, with word to its node, or over the
 // backplane to its node when there is no store.
 func (b *Broker) deliverRemote(ctx context.Context, room, from string, m Member, f frame) error {
 	st := b.opts.Store
 	if st == nil {
 		return b.bp.Publish(ctx, Event{Kind: EventRelay, Node: b.opts.NodeID, Room: room, Peer: from, To: m.Peer, Type: f.typ, Body: f.body})
 	}
-	seq, slow, err := st.Push(ctx, m.Session, f.typ, f.body, b.opts.MailboxMessages)
+	ds := []Delivery{{Session: m.Session, Body: f.body, Max: b.opts.MailboxMessages, MaxBytes: b.opts.MailboxBytes}}
+	err := st.Push(ctx, ds)
+	if err == nil {
+		err = ds[0].Err
+	}
+	seq, slow := ds[0].Seq, ds[0].Slow
 	if errors.Is(err, ErrNoSession) {
 		return Errorf(CodePeerUnavailable, "peer %s has gone", m.Peer)
 	}
@@ -905,7 +910,7 @@ func (b *Broker) adopt(id string) (*Session, error) {
 		limiter:   newBucket(b.opts.Rate, b.opts.Burst),
 		store:     st,
 		storeLast: last,
-		mb:        mailbox{maxMsgs: b.opts.MailboxMessages, maxSize: b.opts.MailboxBytes},
+		mb:        sessionBox{maxMsgs: b.opts.MailboxMessages, maxSize: b.opts.MailboxBytes},
 	}
 	r := b.lockRoom(rec.Room, true)
 	defer r.mu.Unlock()

@@ -14,3 +14,8 @@ func TestMemoryBackplaneCluster(t *testing.T) {
 func TestMemoryBackplane(t *testing.T) {
 	brokertest.RunBackplaneContract(t, func(*testing.T) broker.Backplane { return &broker.MemoryBackplane{} })
 }
+
+func TestMemoryStore(t *testing.T) {
+	brokertest.RunStore(t, func(*testing.T) broker.Store { return &broker.MemoryStore{} },
+		brokertest.StoreOptions{CountsBytes: true})
+}

@@ -1,105 +1,75 @@
 package broker
 
-import "time"
-
-// entry is one message in a session's mailbox.
-type entry struct {
-	seq  uint64
-	typ  string
-	data []byte // the envelope's JSON, seq included
-	at   time.Time
-}
-
-// mailbox keeps a session's messages, seq-numbered, until they are
-// acknowledged, within a bound (docs/protocol.md, section 4). The frames
-// without a seq that wait to be written (pong) count against the same bound.
-// The session's lock guards it. A session whose messages are in a Store uses
-// it for those frames only.
+// mailbox is a session's mailbox as a MemoryStore keeps it: its messages,
+// seq-numbered, until they are acknowledged, within the bound each push
+// names (docs/protocol.md, section 4). Its owner's lock guards it.
 type mailbox struct {
-	entries []entry // seqs contiguous and ascending
-	head    int     // entries[head:] are live; the rest awaits compaction
-	bytes   int
-	// direct are frames without seq, not kept for resume, waiting to be
-	// written; directBytes is their size.
-	direct      [][]byte
-	directBytes int
-	last        uint64 // last seq assigned
-	written     uint64 // highest seq handed to a connection
-	acked       uint64
-	dropped     uint64 // highest seq forgotten before it was acknowledged
-	maxMsgs     int
-	maxSize     int
+	msgs    []Stored // msgs[head:] are live, seqs contiguous and ascending
+	head    int      // the rest awaits compaction
+	bytes   int      // of the live bodies
+	last    uint64   // last seq given
+	written uint64   // highest seq handed to a connection
+	acked   uint64
+	dropped uint64 // highest seq forgotten before it was acknowledged
 }
 
-func (m *mailbox) live() []entry { return m.entries[m.head:] }
+// start sets the counters of a new mailbox at last: what came before is
+// counted as forgotten.
+func (m *mailbox) start(last uint64) {
+	m.last, m.written, m.acked, m.dropped = last, last, last, last
+}
 
-// push appends f as the next seq. It reports false when the unwritten
-// backlog has passed the bound: the session has stopped taking its messages.
-func (m *mailbox) push(f frame, now time.Time) (entry, bool) {
+func (m *mailbox) live() []Stored { return m.msgs[m.head:] }
+
+// push appends body as the next seq. With max > 0 it then forgets messages
+// written but not acknowledged, oldest first, while over the bound; slow
+// reports that it is over all the same: what is over is not written yet.
+func (m *mailbox) push(body []byte, max, maxBytes int) (seq uint64, slow bool) {
 	m.last++
-	e := entry{seq: m.last, typ: f.typ, data: f.withSeq(m.last), at: now}
-	m.entries = append(m.entries, e)
-	m.bytes += len(e.data)
-	return e, m.fit()
-}
-
-// pushDirect appends a frame without seq. It reports false, as push does,
-// when the unwritten backlog has passed the bound.
-func (m *mailbox) pushDirect(data []byte) bool {
-	m.direct = append(m.direct, data)
-	m.directBytes += len(data)
-	return m.fit()
-}
-
-// takeDirect hands out the frames without seq.
-func (m *mailbox) takeDirect() [][]byte {
-	d := m.direct
-	m.direct, m.directBytes = nil, 0
-	return d
-}
-
-// fit forgets messages written but not acknowledged, oldest first, while
-// the mailbox is over its bound. It reports false when it is over all the
-// same: what is over is not written yet.
-func (m *mailbox) fit() bool {
-	for m.over() {
+	m.msgs = append(m.msgs, Stored{Seq: m.last, Body: body})
+	m.bytes += len(body)
+	if max <= 0 {
+		return m.last, false
+	}
+	for m.over(max, maxBytes) {
 		live := m.live()
-		if len(live) == 0 || live[0].seq > m.written {
-			return false
+		if live[0].Seq > m.written {
+			return m.last, true
 		}
-		m.dropped = live[0].seq
+		m.dropped = live[0].Seq
 		m.popFront()
 	}
-	return true
+	return m.last, false
 }
 
-// pushUnbounded appends f past the bound: for the last word to a session
-// that is being ended.
-func (m *mailbox) pushUnbounded(f frame, now time.Time) {
-	m.last++
-	e := entry{seq: m.last, typ: f.typ, data: f.withSeq(m.last), at: now}
-	m.entries = append(m.entries, e)
-	m.bytes += len(e.data)
-}
-
-func (m *mailbox) over() bool {
-	n := len(m.entries) - m.head + len(m.direct)
-	return n > m.maxMsgs || (m.bytes+m.directBytes > m.maxSize && n > 1)
+func (m *mailbox) over(max, maxBytes int) bool {
+	n := len(m.msgs) - m.head
+	return n > max || (maxBytes > 0 && m.bytes > maxBytes && n > 1)
 }
 
 func (m *mailbox) popFront() {
-	m.bytes -= len(m.entries[m.head].data)
-	m.entries[m.head] = entry{}
+	m.bytes -= len(m.msgs[m.head].Body)
+	m.msgs[m.head] = Stored{}
 	m.head++
-	if m.head >= 64 && m.head*2 >= len(m.entries) {
-		n := copy(m.entries, m.entries[m.head:])
-		clear(m.entries[n:])
-		m.entries = m.entries[:n]
+	if m.head >= 64 && m.head*2 >= len(m.msgs) {
+		n := copy(m.msgs, m.msgs[m.head:])
+		clear(m.msgs[n:])
+		m.msgs = m.msgs[:n]
 		m.head = 0
 	}
 }
 
-// ack forgets everything up to seq. It reports false when seq was never sent.
+// markWritten records that the messages up to seq were handed out.
+func (m *mailbox) markWritten(seq uint64) {
+	if seq > m.last {
+		seq = m.last
+	}
+	if seq > m.written {
+		m.written = seq
+	}
+}
+
+// ack forgets everything up to seq. It reports false when seq was never given.
 func (m *mailbox) ack(seq uint64) bool {
 	if seq > m.last {
 		return false
@@ -108,37 +78,34 @@ func (m *mailbox) ack(seq uint64) bool {
 		return true
 	}
 	m.acked = seq
-	if seq > m.written {
-		m.written = seq
-	}
-	for len(m.live()) > 0 && m.live()[0].seq <= seq {
+	m.markWritten(seq)
+	for len(m.live()) > 0 && m.live()[0].Seq <= seq {
 		m.popFront()
 	}
 	return true
 }
 
-// after returns up to max entries with seq > after, and whether after
-// reaches back past what was forgotten.
-func (m *mailbox) after(after uint64, max int) ([]entry, bool) {
+// after appends to buf up to max messages with seq > after, marking them
+// written, and reports false when after reaches back past what was forgotten.
+func (m *mailbox) after(after uint64, max int, buf []Stored) ([]Stored, bool) {
 	if after < m.dropped {
-		return nil, false
+		return buf, false
 	}
 	live := m.live()
-	if len(live) == 0 || live[len(live)-1].seq <= after {
-		return nil, true
+	if len(live) == 0 || live[len(live)-1].Seq <= after || max <= 0 {
+		return buf, true
 	}
 	i := 0
-	if after >= live[0].seq {
-		i = int(after - live[0].seq + 1)
+	if after >= live[0].Seq {
+		i = int(after - live[0].Seq + 1)
 	}
 	out := live[i:]
 	if len(out) > max {
 		out = out[:max]
 	}
-	if s := out[len(out)-1].seq; s > m.written {
-		m.written = s
-	}
-	return out, true
+	m.markWritten(out[len(out)-1].Seq)
+	return append(buf, out...), true
 }
 
-func (m *mailbox) depth() int { return len(m.entries) - m.head }
+// depth is how many messages the mailbox holds.
+func (m *mailbox) depth() int { return len(m.msgs) - m.head }

@@ -2,43 +2,35 @@ package broker
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"time"
 )
 
-// MemoryStore is an in-process Store: brokers in one process that share it
-// (and a MemoryBackplane) behave as a cluster whose sessions outlive their
-// node. It is the reference for the Store contract; a real cluster uses the
-// Redis one. The zero value is ready to use. Expiry is not kept: sessions
+// MemoryStore is the in-process Store. A broker given no Store makes one
+// of its own; brokers in one process that share one (and a
+// MemoryBackplane) behave as a cluster whose sessions outlive their node.
+// It meets the whole Store contract (brokertest.RunStore), bytes bound
+// included. The zero value is ready to use. Expiry is not kept: sessions
 // stay until deleted.
 type MemoryStore struct {
-	mu       sync.Mutex
-	sessions map[string]*storedSession
+	mu       sync.RWMutex
+	sessions map[string]*memBox
 }
 
 var _ Store = (*MemoryStore)(nil)
 
-type storedSession struct {
-	rec     SessionRecord
-	msgs    []storedMsg // seqs ascending and contiguous
-	last    uint64
-	written uint64
-	acked   uint64
-	dropped uint64
+// memBox is one session in a MemoryStore: its record and its mailbox.
+type memBox struct {
+	mu  sync.Mutex
+	rec SessionRecord
+	mb  mailbox
 }
 
-type storedMsg struct {
-	seq  uint64
-	data []byte
-}
-
-func (m *MemoryStore) get(id string) (*storedSession, error) {
+func (m *MemoryStore) get(id string) *memBox {
+	m.mu.RLock()
 	s := m.sessions[id]
-	if s == nil {
-		return nil, ErrNoSession
-	}
-	return s, nil
+	m.mu.RUnlock()
+	return s
 }
 
 // Save implements Store.
@@ -46,110 +38,95 @@ func (m *MemoryStore) Save(_ context.Context, rec SessionRecord, _ time.Duration
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.sessions == nil {
-		m.sessions = make(map[string]*storedSession)
+		m.sessions = make(map[string]*memBox)
 	}
 	if s := m.sessions[rec.ID]; s != nil {
+		s.mu.Lock()
 		s.rec = rec
+		s.mu.Unlock()
 		return nil
 	}
-	l := rec.Last
-	m.sessions[rec.ID] = &storedSession{rec: rec, last: l, written: l, acked: l, dropped: l}
+	s := &memBox{rec: rec}
+	s.mb.start(rec.Last)
+	m.sessions[rec.ID] = s
 	return nil
 }
 
 // Load implements Store.
 func (m *MemoryStore) Load(_ context.Context, id string) (SessionRecord, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, err := m.get(id)
-	if err != nil {
-		return SessionRecord{}, err
+	s := m.get(id)
+	if s == nil {
+		return SessionRecord{}, ErrNoSession
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.rec, nil
 }
 
 // Push implements Store.
-func (m *MemoryStore) Push(_ context.Context, id, _ string, body []byte, max int) (uint64, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, err := m.get(id)
-	if err != nil {
-		return 0, false, err
+func (m *MemoryStore) Push(_ context.Context, ds []Delivery) error {
+	for i := range ds {
+		d := &ds[i]
+		s := m.get(d.Session)
+		if s == nil {
+			d.Seq, d.Slow, d.Err = 0, false, ErrNoSession
+			continue
+		}
+		s.mu.Lock()
+		d.Seq, d.Slow = s.mb.push(d.Body, d.Max, d.MaxBytes)
+		d.Err = nil
+		s.mu.Unlock()
 	}
-	s.last++
-	data := make([]byte, 0, len(body)+24)
-	data = append(data, `{"seq":`...)
-	data = strconv.AppendUint(data, s.last, 10)
-	data = append(data, ',')
-	data = append(data, body...)
-	s.msgs = append(s.msgs, storedMsg{s.last, data})
-	if max <= 0 {
-		return s.last, false, nil
-	}
-	for len(s.msgs) > max && s.msgs[0].seq <= s.written {
-		s.dropped = s.msgs[0].seq
-		s.msgs = s.msgs[1:]
-	}
-	return s.last, len(s.msgs) > max, nil
+	return nil
 }
 
 // Take implements Store.
-func (m *MemoryStore) Take(_ context.Context, id string, after uint64, n int) ([][]byte, uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, err := m.get(id)
-	if err != nil {
-		return nil, after, Errorf(CodeSessionExpired, "the session has ended")
+func (m *MemoryStore) Take(_ context.Context, id string, after uint64, n int, buf []Stored) ([]Stored, error) {
+	s := m.get(id)
+	if s == nil {
+		return buf, Errorf(CodeSessionExpired, "the session has ended")
 	}
-	if after < s.dropped {
-		return nil, after, Errorf(CodeSessionExpired, "messages after seq %d were forgotten", after)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out, ok := s.mb.after(after, n, buf)
+	if !ok {
+		return buf, Errorf(CodeSessionExpired, "messages after seq %d were forgotten", after)
 	}
-	var out [][]byte
-	last := after
-	for _, msg := range s.msgs {
-		if msg.seq > after && len(out) < n {
-			out = append(out, msg.data)
-			last = msg.seq
-		}
+	return out, nil
+}
+
+// Written implements Store.
+func (m *MemoryStore) Written(_ context.Context, id string, seq uint64) error {
+	s := m.get(id)
+	if s == nil {
+		return ErrNoSession
 	}
-	if last > s.written {
-		s.written = last
-	}
-	return out, last, nil
+	s.mu.Lock()
+	s.mb.markWritten(seq)
+	s.mu.Unlock()
+	return nil
 }
 
 // Ack implements Store.
 func (m *MemoryStore) Ack(_ context.Context, id string, seq uint64) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, err := m.get(id)
-	if err != nil {
-		return false, err
+	s := m.get(id)
+	if s == nil {
+		return false, ErrNoSession
 	}
-	if seq > s.last {
-		return false, nil
-	}
-	if seq > s.acked {
-		s.acked = seq
-	}
-	if seq > s.written {
-		s.written = seq
-	}
-	for len(s.msgs) > 0 && s.msgs[0].seq <= seq {
-		s.msgs = s.msgs[1:]
-	}
-	return true, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mb.ack(seq), nil
 }
 
 // Seqs implements Store.
 func (m *MemoryStore) Seqs(_ context.Context, id string) (uint64, uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, err := m.get(id)
-	if err != nil {
-		return 0, 0, err
+	s := m.get(id)
+	if s == nil {
+		return 0, 0, ErrNoSession
 	}
-	return s.last, s.dropped, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mb.last, s.mb.dropped, nil
 }
 
 // Touch implements Store.

@@ -22,7 +22,7 @@ const (
 // maxBatch is the most frames one Pending call hands out.
 const maxBatch = 256
 
-// Session is one peer's membership of a room: its identity, its mailbox and
+// Session is one peer's membership of a room: its identity, its sessionBox and
 // the connection currently carrying it. A session outlives its connections:
 // when one drops, the session waits out its resume window for the next.
 // Session is safe for concurrent use.
@@ -42,7 +42,7 @@ type Session struct {
 	handling sync.Mutex
 
 	mu      sync.Mutex
-	mb      mailbox // the frames without seq too, with a Store
+	mb      sessionBox // the frames without seq too, with a Store
 	notify  chan struct{}
 	ready   func() // OnPending's callback, called once
 	closed  bool
@@ -61,7 +61,7 @@ type Session struct {
 	seenSince int64
 
 	// heldMsgs and heldBytes count this session's messages held for absent
-	// peers (the offline hold), bounded as its mailbox is.
+	// peers (the offline hold), bounded as its sessionBox is.
 	heldMsgs  int
 	heldBytes int
 
@@ -70,7 +70,7 @@ type Session struct {
 	refusalNext time.Time
 	refusalHeld int
 
-	// In a cluster with a Store, the store is the mailbox (mb holds only the
+	// In a cluster with a Store, the store is the sessionBox (mb holds only the
 	// frames without seq, within the same bound) and
 	// storeLast is the last seq this node has heard of. tail is a copy of
 	// the latest messages stored for the session (by this node, or told of
@@ -194,10 +194,10 @@ func (s *Session) releaseConnLocked() {
 }
 
 // pending returns the frames to write after seq after: seqless frames first,
-// then mailbox entries with seq > after, up to a batch, marking them written.
+// then sessionBox entries with seq > after, up to a batch, marking them written.
 // When there are none it returns a channel that is closed when there may be.
 // It fails with an *Error of CodeSessionExpired when after reaches back past
-// what the mailbox forgot, and with ErrSessionClosed once the session has
+// what the sessionBox forgot, and with ErrSessionClosed once the session has
 // ended and everything is handed out. Transports read through an
 // Attachment (Example_readLoop), tests and tools with Receive.
 func (s *Session) pending(after uint64) (frames [][]byte, last uint64, wait <-chan struct{}, err error) {
@@ -249,7 +249,7 @@ func (a *Attachment) Take(after uint64) (frames [][]byte, last uint64, err error
 	return s.takeStored(after, direct, closed)
 }
 
-// takeStored is takeLocked for a session whose mailbox is in the store; it
+// takeStored is takeLocked for a session whose sessionBox is in the store; it
 // is called without the session's lock.
 func (s *Session) takeStored(after uint64, direct [][]byte, closed bool) ([][]byte, uint64, error) {
 	if frames, last, ok := s.takeTail(after, direct); ok {
@@ -260,14 +260,18 @@ func (s *Session) takeStored(after uint64, direct [][]byte, closed bool) ([][]by
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
 	defer cancel()
-	frames, last, err := s.store.Take(ctx, s.id, after, maxBatch)
+	stored, err := s.store.Take(ctx, s.id, after, maxBatch, nil)
 	if err != nil {
 		if len(direct) > 0 {
 			return direct, after, nil // the store can wait; these cannot
 		}
 		return nil, after, err
 	}
-	frames = append(direct, frames...)
+	frames, last := direct, after
+	for _, m := range stored {
+		frames = append(frames, frame{body: m.Body}.withSeq(m.Seq))
+		last = m.Seq
+	}
 	if len(frames) == 0 && closed {
 		return nil, after, ErrSessionClosed
 	}
@@ -275,11 +279,11 @@ func (s *Session) takeStored(after uint64, direct [][]byte, closed bool) ([][]by
 }
 
 // Pending returns the frames to write after seq after: seqless frames first,
-// then mailbox entries with seq > after, up to a batch, marking them written
+// then sessionBox entries with seq > after, up to a batch, marking them written
 // (the last last-after frames are the numbered ones). When there are none it
 // returns a channel that is closed when there may be. It fails with
 // ErrSuperseded once a newer connection has attached, with an *Error of
-// CodeSessionExpired when after reaches back past what the mailbox forgot,
+// CodeSessionExpired when after reaches back past what the sessionBox forgot,
 // and with ErrSessionClosed once the session has ended and everything is
 // handed out. It is the one way a transport reads a session
 // (Example_readLoop); Take and OnPending are the same read for a writer
@@ -437,9 +441,8 @@ func (s *Session) takeTail(after uint64, direct [][]byte) ([][]byte, uint64, boo
 	}
 	s.mu.Unlock()
 	if mark {
-		// Take marks what it returns written: one frame, for the mark.
 		ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-		if _, _, err := s.store.Take(ctx, s.id, last-1, 1); err != nil {
+		if err := s.store.Written(ctx, s.id, last); err != nil {
 			s.logger().Warn("marking messages written in the store", "error", err)
 		}
 		cancel()
@@ -533,18 +536,18 @@ func (s *Session) enqueue(f frame) error {
 	return nil
 }
 
-// enqueueStored puts f in the session's mailbox in the store.
+// enqueueStored puts f in the session's sessionBox in the store.
 func (s *Session) enqueueStored(f frame, max int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
 	defer cancel()
-	seq, slow, err := s.store.Push(ctx, s.id, f.typ, f.body, max)
+	seq, slow, err := s.push(ctx, f, max)
 	if errors.Is(err, ErrNoSession) && !s.Closed() {
 		// The store lost the session (restarted empty): put it back, and
 		// count what it lost as forgotten.
 		s.logger().Warn("the store lost this session; restoring it", "last_seq", s.LastSeq())
 		rec := SessionRecord{ID: s.id, Room: s.room.id, Peer: s.peer, Meta: s.meta, Node: s.b.opts.NodeID, Transport: s.Transport(), Last: s.LastSeq()}
 		if err = s.store.Save(ctx, rec, s.b.storeTTL()); err == nil {
-			seq, slow, err = s.store.Push(ctx, s.id, f.typ, f.body, max)
+			seq, slow, err = s.push(ctx, f, max)
 		}
 	}
 	if err != nil {
@@ -561,6 +564,19 @@ func (s *Session) enqueueStored(f frame, max int) error {
 	return nil
 }
 
+// push stores f in the session's mailbox, within max messages.
+func (s *Session) push(ctx context.Context, f frame, max int) (seq uint64, slow bool, err error) {
+	ds := []Delivery{{Session: s.id, Body: f.body, Max: max}}
+	if max > 0 {
+		ds[0].MaxBytes = s.b.opts.MailboxBytes
+	}
+	err = s.store.Push(ctx, ds)
+	if err == nil {
+		err = ds[0].Err
+	}
+	return ds[0].Seq, ds[0].Slow, err
+}
+
 // slow ends the session with slow-consumer, in the background, since the
 // caller may hold room locks.
 func (s *Session) slow() {
@@ -569,7 +585,7 @@ func (s *Session) slow() {
 }
 
 // sendDirect queues a frame that carries no seq. It counts against the
-// mailbox's bound like any other: a session that lets such frames pile up
+// sessionBox's bound like any other: a session that lets such frames pile up
 // is ended with slow-consumer.
 func (s *Session) sendDirect(data []byte) {
 	s.mu.Lock()
@@ -606,7 +622,7 @@ func (s *Session) Refuse(typ string, err error) {
 		logThrottled(s.logger(), ok, held, level, "envelope refused", "type", typ, "code", e.Code, "error", err)
 	}
 	if err := s.enqueue(newFrame(errorEnvelope(e))); err != nil && !errors.Is(err, ErrSessionClosed) {
-		// The mailbox cannot take it (the store is down): tell the peer on
+		// The sessionBox cannot take it (the store is down): tell the peer on
 		// its live connection, without a seq, rather than not at all.
 		s.sendDirect(ErrorFrame(e))
 	}

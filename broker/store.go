@@ -7,38 +7,79 @@ import (
 	"time"
 )
 
-// Store keeps sessions and their mailboxes where every node of a cluster
-// reaches them, so that a session outlives the node it started on: it can
-// resume on another node after its node died, and a long-poll request may
-// land on any node. The store is then the mailbox: it gives each message
-// its seq, and every node delivers into it. Implementations are safe for
-// concurrent use; the Redis one lives in transports/redis. A broker without
-// a Store keeps its mailboxes in memory.
+// Store keeps sessions and their mailboxes. Every broker has one: without
+// Options.Store it makes a MemoryStore of its own, and in a cluster the
+// nodes share one (the Redis one lives in transports/redis), so that a
+// session outlives the node it started on: it can resume on another node
+// after its node died, and a long-poll request may land on any node. The
+// store gives each message its seq, and every node delivers into it.
+//
+// A message is opaque to the store: it keeps the bytes it is given and
+// hands them back as they are, with their seq beside them; the broker
+// writes the seq into the wire frame itself.
+//
+// Every call gets a ctx with a deadline. Implementations are safe for
+// concurrent use.
 type Store interface {
 	// Save records a session, new or adopted by another node, for ttl; one
 	// the store does not have starts counting at rec.Last.
 	Save(ctx context.Context, rec SessionRecord, ttl time.Duration) error
 	// Load returns a session's record; ErrNoSession when there is none.
 	Load(ctx context.Context, id string) (SessionRecord, error)
-	// Push appends a message to a session's mailbox as its next seq: the
-	// stored frame is `{"seq":N,` followed by body. With max > 0, messages
-	// written but not acknowledged are forgotten, oldest first, beyond max
-	// messages; slow reports that more than max wait unwritten (the message
-	// is kept all the same).
-	Push(ctx context.Context, id, typ string, body []byte, max int) (seq uint64, slow bool, err error)
-	// Take returns up to n frames with seq > after, marking them written,
-	// and the last seq it returns (after when none). It fails with an
-	// *Error of CodeSessionExpired when after reaches back past what was
-	// forgotten.
-	Take(ctx context.Context, id string, after uint64, n int) (frames [][]byte, last uint64, err error)
-	// Ack forgets the messages up to seq; ok is false when seq was never sent.
+	// Push appends each delivery's Body to its session's mailbox as that
+	// session's next seq, and sets its Seq and Slow, or its Err. One call
+	// may hold deliveries for many sessions (a broadcast); deliveries to
+	// one session get their seqs in the order given, and a call made after
+	// another returned is stored after it. An implementation should send
+	// one call in as few round trips as it can, and may coalesce
+	// concurrent calls. The error returned is a failure of the whole call
+	// (the store is out of reach), which is then every delivery's Err too.
+	Push(ctx context.Context, ds []Delivery) error
+	// Take appends to buf up to n messages with seq > after, oldest first,
+	// marks them written, and returns buf. It fails with an *Error of
+	// CodeSessionExpired when after reaches back past what was forgotten,
+	// or when there is no such session.
+	Take(ctx context.Context, id string, after uint64, n int, buf []Stored) ([]Stored, error)
+	// Written marks the messages up to seq written to the session's
+	// connection without reading them (the broker handed them out from
+	// what it keeps itself): Push's bound may then forget them.
+	Written(ctx context.Context, id string, seq uint64) error
+	// Ack forgets the messages up to seq; ok is false when seq was never
+	// given. ErrNoSession when there is no such session.
 	Ack(ctx context.Context, id string, seq uint64) (ok bool, err error)
-	// Seqs returns the last seq given and the last one forgotten unacknowledged.
+	// Seqs returns the last seq given and the last one forgotten
+	// unacknowledged; ErrNoSession when there is no such session.
 	Seqs(ctx context.Context, id string) (last, dropped uint64, err error)
 	// Touch keeps sessions for another ttl.
 	Touch(ctx context.Context, ids []string, ttl time.Duration) error
 	// Delete forgets a session.
 	Delete(ctx context.Context, id string) error
+}
+
+// Delivery is one message for Store.Push, and what became of it.
+type Delivery struct {
+	Session string // the receiving session's id (its secret)
+	Body    []byte // the message; the store keeps these bytes as they are
+	// Max bounds the mailbox: with Max > 0, messages written but not
+	// acknowledged are forgotten, oldest first, while more than Max
+	// messages, or more than MaxBytes bytes of Body with more than one
+	// message, are kept; past that, what is left over is unwritten and
+	// Slow is set (the message is kept all the same). MaxBytes 0 bounds
+	// by count only, and so does a store that counts no bytes (the Redis
+	// one: docs/protocol.md, section 4, "in a cluster, messages only").
+	// Max 0: no bound (the last word to a session being ended).
+	Max, MaxBytes int
+
+	// Set by Push:
+	Seq  uint64 // the seq the message got
+	Slow bool   // more than the bound waits unwritten
+	Err  error  // ErrNoSession when the store has no such session
+}
+
+// Stored is a message as Store.Take hands it back.
+type Stored struct {
+	Seq  uint64
+	Body []byte
 }
 
 // SessionRecord is what a Store keeps of a session besides its mailbox.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -111,15 +112,20 @@ func TestSessionOutlivesItsNode(t *testing.T) {
 	}
 }
 
-// countingStore counts the Take calls of a MemoryStore.
+// countingStore counts the Take and Written calls of a MemoryStore.
 type countingStore struct {
 	broker.MemoryStore
 	takes atomic.Int64
 }
 
-func (s *countingStore) Take(ctx context.Context, id string, after uint64, n int) ([][]byte, uint64, error) {
+func (s *countingStore) Take(ctx context.Context, id string, after uint64, n int, buf []broker.Stored) ([]broker.Stored, error) {
 	s.takes.Add(1)
-	return s.MemoryStore.Take(ctx, id, after, n)
+	return s.MemoryStore.Take(ctx, id, after, n, buf)
+}
+
+func (s *countingStore) Written(ctx context.Context, id string, seq uint64) error {
+	s.takes.Add(1)
+	return s.MemoryStore.Written(ctx, id, seq)
 }
 
 // thinBackplane drops the messages from wakes while thin is set, as a
@@ -240,12 +246,12 @@ type gatedStore struct {
 	entered chan struct{}
 }
 
-func (s *gatedStore) Push(ctx context.Context, id, typ string, body []byte, max int) (uint64, bool, error) {
-	if v, _ := s.session.Load().(string); v == id {
+func (s *gatedStore) Push(ctx context.Context, ds []broker.Delivery) error {
+	if v, _ := s.session.Load().(string); slices.ContainsFunc(ds, func(d broker.Delivery) bool { return d.Session == v }) {
 		s.entered <- struct{}{}
 		<-s.gate
 	}
-	return s.MemoryStore.Push(ctx, id, typ, body, max)
+	return s.MemoryStore.Push(ctx, ds)
 }
 
 // TestMessageStoredWhileTakenOver: a message for a session on another node

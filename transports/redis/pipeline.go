@@ -54,21 +54,34 @@ func (q *pipeQueue) publish(ctx context.Context, channel string, msg []byte) err
 }
 
 func (q *pipeQueue) do(ctx context.Context, r *pipeReq) (any, error) {
-	r.done = make(chan struct{})
+	if err := q.doAll(ctx, []*pipeReq{r}); err != nil {
+		return nil, err
+	}
+	return r.res, r.err
+}
+
+// doAll queues rs together, in order, and waits for all their answers
+// (each in its own res and err) within ctx.
+func (q *pipeQueue) doAll(ctx context.Context, rs []*pipeReq) error {
+	for _, r := range rs {
+		r.done = make(chan struct{})
+	}
 	q.mu.Lock()
-	q.queue = append(q.queue, r)
+	q.queue = append(q.queue, rs...)
 	lead := !q.sending
 	q.sending = true
 	q.mu.Unlock()
 	if lead {
 		q.send(true)
 	}
-	select {
-	case <-r.done:
-		return r.res, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	for _, r := range rs {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // send sends pipelines until the queue is empty. A caller whose command is

@@ -38,11 +38,12 @@ func TestConcurrentPushes(t *testing.T) {
 				if g == 0 && i == each/2 {
 					client.ScriptFlush(ctx)
 				}
-				seq, _, err := st.Push(ctx, id, "message", []byte(fmt.Sprintf(`"payload":"g%d-%d"}`, g, i)), 0)
-				if err != nil {
-					errs <- err
+				ds := []broker.Delivery{{Session: id, Body: []byte(fmt.Sprintf(`"payload":"g%d-%d"}`, g, i))}}
+				if err := st.Push(ctx, ds); err != nil || ds[0].Err != nil {
+					errs <- fmt.Errorf("push: %v %v", err, ds[0].Err)
 					return
 				}
+				seq := ds[0].Seq
 				if seq <= last {
 					errs <- fmt.Errorf("sender %d: seq %d after %d", g, seq, last)
 					return
@@ -57,17 +58,17 @@ func TestConcurrentPushes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range sessions {
-		frames, last, err := st.Take(ctx, fmt.Sprint("s", i), 0, 10000)
+		msgs, err := st.Take(ctx, fmt.Sprint("s", i), 0, 10000, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := senders / sessions * each
-		if len(frames) != want || last != uint64(want) {
-			t.Fatalf("session %d holds %d frames up to seq %d, want %d", i, len(frames), last, want)
+		if len(msgs) != want || msgs[len(msgs)-1].Seq != uint64(want) {
+			t.Fatalf("session %d holds %d messages, want %d", i, len(msgs), want)
 		}
-		for k, f := range frames {
-			if !strings.HasPrefix(string(f), fmt.Sprintf(`{"seq":%d,`, k+1)) {
-				t.Fatalf("session %d, frame %d: %s", i, k, f)
+		for k, m := range msgs {
+			if m.Seq != uint64(k+1) || !strings.HasPrefix(string(m.Body), `"payload":"g`) {
+				t.Fatalf("session %d, message %d: seq %d %s", i, k, m.Seq, m.Body)
 			}
 		}
 	}

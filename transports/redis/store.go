@@ -18,7 +18,7 @@ import (
 // that each script touches one slot of a Redis Cluster:
 //
 //	P:sess:{<session>}  hash: rec, last, written, acked, dropped
-//	P:mbox:{<session>}  stream: field d = the frame, seq included
+//	P:mbox:{<session>}  stream: entry id "<seq>-0", field b = the message as given
 //
 // Seqs are given inside a script, so any node may deliver into any
 // mailbox. Both keys expire unless a node touches them. Store is safe for
@@ -50,7 +50,7 @@ var (
 	pushScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local seq = redis.call('HINCRBY', KEYS[1], 'last', 1)
-redis.call('XADD', KEYS[2], seq .. '-0', 'd', '{"seq":' .. seq .. ',' .. ARGV[1])
+redis.call('XADD', KEYS[2], seq .. '-0', 'b', ARGV[1])
 local max = tonumber(ARGV[2])
 local slow = 0
 if max > 0 then
@@ -73,9 +73,9 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {seq, slow}
 `)
 
-	// takeScript: KEYS hash, stream; ARGV after, count. Returns {last,
-	// frames}, -1 when there is no such session, -2 when after reaches back
-	// past what was forgotten.
+	// takeScript: KEYS hash, stream; ARGV after, count. Returns {seq,
+	// body, seq, body, ...}, -1 when there is no such session, -2 when
+	// after reaches back past what was forgotten.
 	takeScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local after = tonumber(ARGV[1])
@@ -84,13 +84,23 @@ local entries = redis.call('XRANGE', KEYS[2], '(' .. after .. '-0', '+', 'COUNT'
 local out = {}
 local last = after
 for _, e in ipairs(entries) do
-  out[#out + 1] = e[2][2]
   last = tonumber(string.match(e[1], '^(%d+)'))
+  out[#out + 1] = last
+  out[#out + 1] = e[2][2]
 end
 if last > tonumber(redis.call('HGET', KEYS[1], 'written') or '0') then
   redis.call('HSET', KEYS[1], 'written', last)
 end
-return {last, out}
+return out
+`)
+
+	// writtenScript: KEYS hash; ARGV seq. Returns 1, -1 when there is no
+	// such session.
+	writtenScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local seq = math.min(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'last') or '0'))
+if seq > tonumber(redis.call('HGET', KEYS[1], 'written') or '0') then redis.call('HSET', KEYS[1], 'written', seq) end
+return 1
 `)
 
 	// ackScript: KEYS hash, stream; ARGV seq. Returns 1, 0 when seq was
@@ -140,49 +150,78 @@ func (s *Store) Load(ctx context.Context, id string) (broker.SessionRecord, erro
 // ttl is how long Push keeps a session's keys; a node's Touch renews them.
 const storeKeyTTL = 10 * time.Minute
 
-// Push implements broker.Store.
-func (s *Store) Push(ctx context.Context, id, _ string, body []byte, max int) (uint64, bool, error) {
-	res, err := s.pushes.eval(ctx, pushScript, s.keys(id), body, max, storeKeyTTL.Milliseconds())
-	if err != nil {
-		return 0, false, fmt.Errorf("redistransport: push: %w", err)
+// Push implements broker.Store. The deliveries go to Redis together, with
+// those of concurrent calls, as one pipeline; it counts no bytes
+// (Delivery.MaxBytes is not kept).
+func (s *Store) Push(ctx context.Context, ds []broker.Delivery) error {
+	rs := make([]*pipeReq, len(ds))
+	for i, d := range ds {
+		rs[i] = &pipeReq{script: pushScript, keys: s.keys(d.Session), args: []any{d.Body, d.Max, storeKeyTTL.Milliseconds()}}
 	}
-	if n, ok := res.(int64); ok && n == -1 {
-		return 0, false, broker.ErrNoSession
+	if err := s.pushes.doAll(ctx, rs); err != nil {
+		err = fmt.Errorf("redistransport: push: %w", err)
+		for i := range ds {
+			ds[i].Seq, ds[i].Slow, ds[i].Err = 0, false, err
+		}
+		return err
 	}
-	pair, ok := res.([]any)
-	if !ok || len(pair) != 2 {
-		return 0, false, fmt.Errorf("redistransport: push answered %v", res)
+	for i, r := range rs {
+		d := &ds[i]
+		d.Seq, d.Slow, d.Err = 0, false, nil
+		if r.err != nil {
+			d.Err = fmt.Errorf("redistransport: push: %w", r.err)
+			continue
+		}
+		if n, ok := r.res.(int64); ok && n == -1 {
+			d.Err = broker.ErrNoSession
+			continue
+		}
+		pair, ok := r.res.([]any)
+		if !ok || len(pair) != 2 {
+			d.Err = fmt.Errorf("redistransport: push answered %v", r.res)
+			continue
+		}
+		seq, _ := pair[0].(int64)
+		slow, _ := pair[1].(int64)
+		d.Seq, d.Slow = uint64(seq), slow == 1
 	}
-	seq, _ := pair[0].(int64)
-	slow, _ := pair[1].(int64)
-	return uint64(seq), slow == 1, nil
+	return nil
 }
 
 // Take implements broker.Store.
-func (s *Store) Take(ctx context.Context, id string, after uint64, n int) ([][]byte, uint64, error) {
+func (s *Store) Take(ctx context.Context, id string, after uint64, n int, buf []broker.Stored) ([]broker.Stored, error) {
 	res, err := takeScript.Run(ctx, s.client, s.keys(id), after, n).Result()
 	if err != nil {
-		return nil, after, fmt.Errorf("redistransport: take: %w", err)
+		return buf, fmt.Errorf("redistransport: take: %w", err)
 	}
 	if code, ok := res.(int64); ok {
 		if code == -2 {
-			return nil, after, broker.Errorf(broker.CodeSessionExpired, "messages after seq %d were forgotten", after)
+			return buf, broker.Errorf(broker.CodeSessionExpired, "messages after seq %d were forgotten", after)
 		}
-		return nil, after, broker.Errorf(broker.CodeSessionExpired, "the session has ended")
+		return buf, broker.Errorf(broker.CodeSessionExpired, "the session has ended")
 	}
-	pair, ok := res.([]any)
-	if !ok || len(pair) != 2 {
-		return nil, after, fmt.Errorf("redistransport: take answered %v", res)
+	items, ok := res.([]any)
+	if !ok || len(items)%2 != 0 {
+		return buf, fmt.Errorf("redistransport: take answered %v", res)
 	}
-	last, _ := pair[0].(int64)
-	items, _ := pair[1].([]any)
-	frames := make([][]byte, 0, len(items))
-	for _, it := range items {
-		if str, ok := it.(string); ok {
-			frames = append(frames, []byte(str))
-		}
+	for i := 0; i < len(items); i += 2 {
+		seq, _ := items[i].(int64)
+		body, _ := items[i+1].(string)
+		buf = append(buf, broker.Stored{Seq: uint64(seq), Body: []byte(body)})
 	}
-	return frames, uint64(last), nil
+	return buf, nil
+}
+
+// Written implements broker.Store.
+func (s *Store) Written(ctx context.Context, id string, seq uint64) error {
+	n, err := writtenScript.Run(ctx, s.client, s.keys(id)[:1], seq).Int64()
+	if err != nil {
+		return fmt.Errorf("redistransport: written: %w", err)
+	}
+	if n == -1 {
+		return broker.ErrNoSession
+	}
+	return nil
 }
 
 // Ack implements broker.Store.

@@ -50,8 +50,8 @@ func wantSeqs(t *testing.T, what string, es []entry, from, to uint64) {
 	}
 }
 
-// checkMailbox checks the mailbox's invariants.
-func checkMailbox(t *testing.T, m *mailbox) {
+// checkMailbox checks the sessionBox's invariants.
+func checkMailbox(t *testing.T, m *sessionBox) {
 	t.Helper()
 	live := m.live()
 	size := 0
@@ -84,7 +84,7 @@ func checkMailbox(t *testing.T, m *mailbox) {
 }
 
 func TestMailboxContiguousSeqs(t *testing.T) {
-	m := mailbox{maxMsgs: 100, maxSize: 1 << 20}
+	m := sessionBox{maxMsgs: 100, maxSize: 1 << 20}
 	for i := 1; i <= 10; i++ {
 		e, ok := m.push(msg(i), t0)
 		if !ok || e.seq != uint64(i) || e.typ != TypeMessage {
@@ -117,7 +117,7 @@ func TestMailboxContiguousSeqs(t *testing.T) {
 }
 
 func TestMailboxAfterMarksWritten(t *testing.T) {
-	m := mailbox{maxMsgs: 100, maxSize: 1 << 20}
+	m := sessionBox{maxMsgs: 100, maxSize: 1 << 20}
 	for i := 1; i <= 10; i++ {
 		m.push(msg(i), t0)
 	}
@@ -136,7 +136,7 @@ func TestMailboxAfterMarksWritten(t *testing.T) {
 }
 
 func TestMailboxAck(t *testing.T) {
-	m := mailbox{maxMsgs: 100, maxSize: 1 << 20}
+	m := sessionBox{maxMsgs: 100, maxSize: 1 << 20}
 	for i := 1; i <= 10; i++ {
 		m.push(msg(i), t0)
 	}
@@ -144,7 +144,7 @@ func TestMailboxAck(t *testing.T) {
 		t.Fatal("ack beyond the last seq accepted")
 	}
 	if m.acked != 0 || m.depth() != 10 {
-		t.Fatalf("a refused ack changed the mailbox: acked %d depth %d", m.acked, m.depth())
+		t.Fatalf("a refused ack changed the sessionBox: acked %d depth %d", m.acked, m.depth())
 	}
 	if !m.ack(0) || m.depth() != 10 {
 		t.Fatal("ack(0) refused or forgot something")
@@ -156,7 +156,7 @@ func TestMailboxAck(t *testing.T) {
 		t.Fatalf("acked 4 but written is %d", m.written)
 	}
 	if !m.ack(2) || m.acked != 4 || m.depth() != 6 {
-		t.Fatal("an ack below an earlier one changed the mailbox")
+		t.Fatal("an ack below an earlier one changed the sessionBox")
 	}
 	es, ok := m.after(4, 100)
 	if !ok {
@@ -174,7 +174,7 @@ func TestMailboxAck(t *testing.T) {
 		t.Fatalf("ack(10): depth %d bytes %d", m.depth(), m.bytes)
 	}
 	if m.ack(11) {
-		t.Fatal("ack beyond last accepted on an empty mailbox")
+		t.Fatal("ack beyond last accepted on an empty sessionBox")
 	}
 	m.push(msg(11), t0)
 	es, _ = m.after(10, 100)
@@ -183,7 +183,7 @@ func TestMailboxAck(t *testing.T) {
 }
 
 func TestMailboxBoundByMessages(t *testing.T) {
-	m := mailbox{maxMsgs: 4, maxSize: 1 << 20}
+	m := sessionBox{maxMsgs: 4, maxSize: 1 << 20}
 	for i := 1; i <= 4; i++ {
 		if _, ok := m.push(msg(i), t0); !ok {
 			t.Fatalf("push %d within the bound failed", i)
@@ -216,7 +216,7 @@ func TestMailboxBoundByMessages(t *testing.T) {
 
 func TestMailboxBoundByBytes(t *testing.T) {
 	const size = 100
-	m := mailbox{maxMsgs: 1000, maxSize: 3 * size}
+	m := sessionBox{maxMsgs: 1000, maxSize: 3 * size}
 	for i := 1; i <= 3; i++ {
 		if _, ok := m.push(sized(t, size, 1), t0); !ok {
 			t.Fatalf("push %d within the bound failed", i)
@@ -228,7 +228,7 @@ func TestMailboxBoundByBytes(t *testing.T) {
 	if _, ok := m.push(sized(t, size, 1), t0); ok {
 		t.Fatal("a fourth unwritten message past the byte bound was taken: want slow consumer")
 	}
-	m2 := mailbox{maxMsgs: 1000, maxSize: 3 * size}
+	m2 := sessionBox{maxMsgs: 1000, maxSize: 3 * size}
 	for i := 1; i <= 3; i++ {
 		m2.push(sized(t, size, 1), t0)
 	}
@@ -248,14 +248,14 @@ func TestMailboxBoundByBytes(t *testing.T) {
 func TestMailboxOneHugeMessage(t *testing.T) {
 	// A single message larger than the byte bound is still delivered: the
 	// bound counts only when there is something to forget.
-	m := mailbox{maxMsgs: 10, maxSize: 100}
+	m := sessionBox{maxMsgs: 10, maxSize: 100}
 	if _, ok := m.push(sized(t, 500, 1), t0); !ok {
 		t.Fatal("a lone message over the byte bound was refused")
 	}
 	if _, ok := m.push(msg(2), t0); ok {
 		t.Fatal("a second message behind an unwritten huge one was taken")
 	}
-	m2 := mailbox{maxMsgs: 10, maxSize: 100}
+	m2 := sessionBox{maxMsgs: 10, maxSize: 100}
 	m2.push(sized(t, 500, 1), t0)
 	m2.after(0, 10)
 	if _, ok := m2.push(msg(2), t0); !ok {
@@ -267,7 +267,7 @@ func TestMailboxOneHugeMessage(t *testing.T) {
 }
 
 func TestMailboxSlowConsumer(t *testing.T) {
-	m := mailbox{maxMsgs: 4, maxSize: 1 << 20}
+	m := sessionBox{maxMsgs: 4, maxSize: 1 << 20}
 	m.push(msg(1), t0)
 	m.push(msg(2), t0)
 	m.after(0, 2) // 1 and 2 written
@@ -294,7 +294,7 @@ func TestMailboxSlowConsumer(t *testing.T) {
 }
 
 func TestMailboxAckedNeverCountsAsDropped(t *testing.T) {
-	m := mailbox{maxMsgs: 4, maxSize: 1 << 20}
+	m := sessionBox{maxMsgs: 4, maxSize: 1 << 20}
 	for i := 1; i <= 100; i++ {
 		if _, ok := m.push(msg(i), t0); !ok {
 			t.Fatalf("push %d failed", i)
@@ -314,7 +314,7 @@ func TestMailboxAckedNeverCountsAsDropped(t *testing.T) {
 // TestMailboxManyCycles pushes, reads and acknowledges many messages, with
 // the compaction running many times, and checks every entry's data.
 func TestMailboxManyCycles(t *testing.T) {
-	m := mailbox{maxMsgs: 1024, maxSize: 1 << 20}
+	m := sessionBox{maxMsgs: 1024, maxSize: 1 << 20}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var next, read uint64 // next payload number; highest seq read
 	maxLen := 0
@@ -355,7 +355,7 @@ func TestMailboxManyCycles(t *testing.T) {
 	if m.dropped != 0 {
 		t.Fatalf("dropped %d", m.dropped)
 	}
-	// Drain and acknowledge everything: the mailbox ends empty and small.
+	// Drain and acknowledge everything: the sessionBox ends empty and small.
 	for {
 		es, _ := m.after(read, maxBatch)
 		if len(es) == 0 {
@@ -371,13 +371,13 @@ func TestMailboxManyCycles(t *testing.T) {
 	}
 }
 
-// TestMailboxModel runs random operations against the mailbox and a plain
+// TestMailboxModel runs random operations against the sessionBox and a plain
 // model of docs/protocol.md, section 4.
 func TestMailboxModel(t *testing.T) {
 	for seed := uint64(0); seed < 50; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 99))
 		maxMsgs := 1 + rng.IntN(8)
-		m := mailbox{maxMsgs: maxMsgs, maxSize: 1 << 20}
+		m := sessionBox{maxMsgs: maxMsgs, maxSize: 1 << 20}
 		var (
 			model   []uint64 // seqs kept
 			last    uint64
@@ -405,7 +405,7 @@ func TestMailboxModel(t *testing.T) {
 				}
 				if !ok {
 					// The session ends here; start another.
-					m = mailbox{maxMsgs: maxMsgs, maxSize: 1 << 20}
+					m = sessionBox{maxMsgs: maxMsgs, maxSize: 1 << 20}
 					model, last, written, dropped, acked = nil, 0, 0, 0, 0
 				}
 			case op < 8: // read

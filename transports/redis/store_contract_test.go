@@ -1,4 +1,4 @@
-package redistransport_test
+package redis_test
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
 
@@ -18,6 +18,6 @@ func TestStoreContract(t *testing.T) {
 	client := srv.Client(t)
 	var n atomic.Int64
 	brokertest.RunStore(t, func(*testing.T) broker.Store {
-		return redistransport.NewStore(client, fmt.Sprintf("contract%d", n.Add(1)))
+		return redis.NewStore(client, fmt.Sprintf("contract%d", n.Add(1)))
 	}, brokertest.StoreOptions{})
 }

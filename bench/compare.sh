@@ -13,6 +13,12 @@
 #                          the second node (relay-200 and latency-2000 only,
 #                          as the cluster's other case)
 #
+# and, with BASE set, the code of that git ref too (built in a temporary git
+# worktree), run beside the current code on the same workloads, so that
+# before-and-after figures come from one run:
+#
+#   switchboard-base, switchboard-longpoll-base
+#
 # The servers take turns: for every round and workload each server runs once,
 # one after the other, so that a noisy machine disturbs them all alike. Every
 # run gets a freshly started server on its own loopback port, which is
@@ -26,27 +32,48 @@
 #
 #   bench/compare.sh
 #   ROUNDS=1 DURATION=2s IDLE_CONNS=2000 bench/compare.sh   # a quick look
+#   BASE=977d422 bench/compare.sh                          # before and after
+#   CASES="held-ws held-lp" SERVERS="switchboard switchboard-longpoll" bench/compare.sh
 #
 # Environment:
 #   ROUNDS         rounds of every (server, workload); default 3
 #   DURATION       measurement window of the timed workloads; default 5s
 #   IDLE_CONNS     connections of the idle workload; default 10000
+#   HELD_CONNS     WebSocket connections one node holds (held-ws); default
+#                  19500, under the 20,000 open files a process may have
+#   LP_HELD_CONNS  long-poll sessions one node holds, a GET waiting each
+#                  (held-lp); default 10000
+#   HELD_RATE      messages per second to random held peers; default 1000
+#   SOURCE_ADDRS   127.0.0.x source addresses the held connections come
+#                  from; default 8
+#   HELD_CONCURRENCY  dials at once for the held cases; default 64
+#   BASE           a git ref: its switchboard runs beside the current one
+#                  on every switchboard workload (not the cluster's);
+#                  default none
+#   CASES          the cases to run, space or comma separated; default all
+#                  (see ALL_CASES below)
 #   PORT_BASE      first loopback port tried for the servers; default 21000
 #   BENCH_TIMEOUT  seconds one load-generator run may take; default 300
 #   RESULTS        where the JSON lines are kept; default
 #                  bench/results/latest.jsonl
-#   SERVERS        the servers to run, space separated; default all of the
-#                  above
+#   SERVERS        the servers to run, space or comma separated; default
+#                  all of the above
 #   DOC            the Markdown file whose compare section is rewritten;
 #                  default docs/benchmarks.md
 #
-# Needs go, node, npm and redis-server. Everything it starts is stopped when
+# Needs go, and node and npm for PeerJS, redis-server for the cluster. Everything it starts is stopped when
 # it exits, whether it finished, failed or was interrupted.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+HELD_CONNS=${HELD_CONNS:-19500}
+LP_HELD_CONNS=${LP_HELD_CONNS:-10000}
+HELD_RATE=${HELD_RATE:-1000}
+SOURCE_ADDRS=${SOURCE_ADDRS:-8}
+HELD_CONCURRENCY=${HELD_CONCURRENCY:-64}
+BASE=${BASE:-}
 PORT_BASE=${PORT_BASE:-21000}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
 PEERJS_VERSION=1.0.2
@@ -57,8 +84,24 @@ RESULTS=${RESULTS:-bench/results/latest.jsonl}
 DOC=${DOC:-docs/benchmarks.md}
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "compare: ROUNDS must be a positive integer" >&2; exit 2; }
-[[ $IDLE_CONNS =~ ^[1-9][0-9]*$ ]] || { echo "compare: IDLE_CONNS must be a positive integer" >&2; exit 2; }
-for tool in go node npm timeout redis-server; do
+for v in IDLE_CONNS HELD_CONNS LP_HELD_CONNS HELD_RATE SOURCE_ADDRS HELD_CONCURRENCY; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "compare: $v must be a positive integer" >&2; exit 2; }
+done
+
+# The servers, in the order they take turns.
+ALL_SERVERS=(switchboard switchboard-longpoll peerjs barerelay switchboard-cluster switchboard-cluster-across)
+if [[ -n $BASE ]]; then
+	ALL_SERVERS=(switchboard switchboard-base switchboard-longpoll switchboard-longpoll-base peerjs barerelay switchboard-cluster switchboard-cluster-across)
+fi
+read -ra SERVERS <<<"${SERVERS:-${ALL_SERVERS[*]}}"
+read -ra SERVERS <<<"${SERVERS[*]//,/ }"
+for name in "${SERVERS[@]}"; do
+	[[ " ${ALL_SERVERS[*]} " == *" $name "* ]] || { echo "compare: unknown server $name (known: ${ALL_SERVERS[*]})" >&2; exit 2; }
+done
+tools=(go timeout)
+if [[ " ${SERVERS[*]} " == *" peerjs "* ]]; then tools+=(node npm); fi
+if [[ " ${SERVERS[*]} " == *" switchboard-cluster"* ]]; then tools+=(redis-server); fi
+for tool in "${tools[@]}"; do
 	command -v "$tool" >/dev/null || { echo "compare: $tool is needed" >&2; exit 2; }
 done
 
@@ -100,6 +143,10 @@ cleanup() {
 	if [[ -n $bench_pid ]]; then stop_pid "$bench_pid" 5; fi
 	if [[ -n $srv_pid ]]; then stop_pid "$srv_pid" 5; fi
 	for pid in "${extra_pids[@]}"; do stop_pid "$pid" 5; done
+	if [[ -d $tmp/base-src ]]; then
+		git worktree remove --force "$tmp/base-src" 2>/dev/null || true
+		git worktree prune 2>/dev/null || true
+	fi
 	if [[ -z $finished && -s $tmp/results.jsonl ]]; then
 		mkdir -p "$(dirname "$RESULTS")"
 		cp "$tmp/results.jsonl" "$(dirname "$RESULTS")/partial.jsonl"
@@ -156,16 +203,26 @@ pick_port() {
 # Build and install.
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if (($(ulimit -Hn) < IDLE_CONNS + 100)) 2>/dev/null; then
-	log "warning: the open-file hard limit ($(ulimit -Hn)) is below IDLE_CONNS=$IDLE_CONNS plus headroom"
+most=$((IDLE_CONNS > HELD_CONNS ? IDLE_CONNS : HELD_CONNS))
+if (($(ulimit -Hn) < most + 100)) 2>/dev/null; then
+	log "warning: the open-file hard limit ($(ulimit -Hn)) is below $most connections plus headroom"
 fi
 
 log "building switchboard, the bare relay and the report into $tmp"
 go build -o "$tmp/switchboard" ./cmd/switchboard
 go build -o "$tmp/barerelay" ./bench/barerelay/cmd
 go build -o "$tmp/report" ./bench/report
+base_desc=""
+if [[ -n $BASE ]]; then
+	base_rev=$(git rev-parse --verify --quiet "$BASE^{commit}") || { echo "compare: BASE=$BASE is not a commit" >&2; exit 2; }
+	log "building switchboard at $BASE ($base_rev) in a temporary worktree"
+	git worktree add --detach "$tmp/base-src" "$base_rev" >/dev/null 2>&1
+	(cd "$tmp/base-src" && go build -o "$tmp/switchboard-base" ./cmd/switchboard)
+	git worktree remove --force "$tmp/base-src"
+	base_desc="$BASE ($base_rev)"
+fi
 
-if [[ " ${SERVERS:-peerjs} " == *" peerjs "* ]]; then
+if [[ " ${SERVERS[*]} " == *" peerjs "* ]]; then
 	log "installing the PeerJS server $PEERJS_VERSION"
 	npm install --prefix "$tmp/peerjs" --no-audit --no-fund "peer@$PEERJS_VERSION" >"$tmp/npm.log" 2>&1 || {
 		cat "$tmp/npm.log" >&2
@@ -178,26 +235,29 @@ fi
 # ---------------------------------------------------------------------------
 # Servers.
 
-read -ra SERVERS <<<"${SERVERS:-switchboard switchboard-longpoll peerjs barerelay switchboard-cluster switchboard-cluster-across}"
-
 # bench_flags prints the load generator's protocol flags for server $1.
 bench_flags() {
 	case $1 in
-	switchboard | switchboard-cluster) echo "-protocol switchboard -transport websocket" ;;
+	switchboard | switchboard-base | switchboard-cluster) echo "-protocol switchboard -transport websocket" ;;
 	switchboard-cluster-across) echo "-protocol switchboard -transport websocket -peer-url http://127.0.0.1:$peer_port" ;;
-	switchboard-longpoll) echo "-protocol switchboard -transport longpoll" ;;
+	switchboard-longpoll | switchboard-longpoll-base) echo "-protocol switchboard -transport longpoll" ;;
 	peerjs) echo "-protocol peerjs" ;;
 	barerelay) echo "-protocol raw" ;;
 	esac
 }
 
 # serves reports whether server $1 takes part in workload case $2: long-poll
-# runs the relay workloads only, the cluster the cases of its goals.
+# runs the relay workloads and held-lp, the cluster the cases of its goals,
+# WebSocket switchboard every case but held-lp, PeerJS and the bare relay
+# the cases of the first comparison; a base server those of its current one.
 serves() {
-	case $1 in
-	switchboard-longpoll) [[ $2 == relay-* ]] ;;
-	switchboard-cluster*) [[ $2 == relay-200 || $2 == latency-2000 ]] ;;
-	*) true ;;
+	case ${1%-base}:$2 in
+	switchboard-longpoll:relay-* | switchboard-longpoll:held-lp) return 0 ;;
+	switchboard-cluster*:*) [[ $2 == relay-200 || $2 == latency-2000 ]] ;;
+	switchboard-longpoll:* | *:held-lp) return 1 ;;
+	switchboard:*) return 0 ;;
+	*:held-*) return 1 ;;
+	*) return 0 ;;
 	esac
 }
 
@@ -256,6 +316,10 @@ start_server() {
 			SWITCHBOARD_LIMITS_RATE=-1 SWITCHBOARD_LIMITS_JOIN_RATE=-1 SWITCHBOARD_LOG_LEVEL=warn \
 				"$tmp/switchboard" serve -listen "127.0.0.1:$port" >>"$tmp/server.log" 2>&1 &
 			;;
+		switchboard-base | switchboard-longpoll-base)
+			SWITCHBOARD_LIMITS_RATE=-1 SWITCHBOARD_LIMITS_JOIN_RATE=-1 SWITCHBOARD_LOG_LEVEL=warn \
+				"$tmp/switchboard-base" serve -listen "127.0.0.1:$port" >>"$tmp/server.log" 2>&1 &
+			;;
 		peerjs)
 			node "$peerjs_bin" --port "$port" --host 127.0.0.1 --key peerjs --path / \
 				--concurrent_limit 20000 >>"$tmp/server.log" 2>&1 &
@@ -299,10 +363,12 @@ server_cpu() {
 }
 
 # ---------------------------------------------------------------------------
-# Workloads: a case name, then the load generator's flags. The idle case gets
-# -server-pid added at run time.
+# Workloads: a case name, then the load generator's flags. The idle cases
+# (idle, held-*) get -server-pid added at run time.
 
-CASES=(relay-200 relay-1500 latency-2000 latency-8000 setup idle connect)
+ALL_CASES=(relay-200 relay-1500 latency-2000 latency-8000 setup idle connect held-ws held-lp)
+read -ra CASES <<<"${CASES:-${ALL_CASES[*]}}"
+read -ra CASES <<<"${CASES[*]//,/ }"
 
 case_flags() {
 	case $1 in
@@ -313,8 +379,14 @@ case_flags() {
 	setup) echo "-workload setup -pairs 100 -duration $DURATION" ;;
 	idle) echo "-workload idle -conns $IDLE_CONNS" ;;
 	connect) echo "-workload connect -duration $DURATION" ;;
+	held-ws) echo "-workload idle -conns $HELD_CONNS -source-addrs $SOURCE_ADDRS -concurrency $HELD_CONCURRENCY -sample-rate $HELD_RATE -duration $DURATION" ;;
+	held-lp) echo "-workload idle -conns $LP_HELD_CONNS -source-addrs $SOURCE_ADDRS -concurrency $HELD_CONCURRENCY -sample-rate $HELD_RATE -duration $DURATION" ;;
+	*) return 1 ;;
 	esac
 }
+for case in "${CASES[@]}"; do
+	case_flags "$case" >/dev/null || { echo "compare: unknown case $case (known: ${ALL_CASES[*]})" >&2; exit 2; }
+done
 
 # case_fields prints the JSON fields that identify case $1 when its run
 # failed and the load generator printed nothing.
@@ -322,6 +394,7 @@ case_fields() {
 	case $1 in
 	relay-*) echo "\"workload\":\"relay\",\"size\":${1#relay-}" ;;
 	latency-*) echo "\"workload\":\"latency\",\"rate\":${1#latency-}" ;;
+	held-*) echo "\"workload\":\"idle\"" ;;
 	*) echo "\"workload\":\"$1\"" ;;
 	esac
 }
@@ -339,7 +412,7 @@ run_one() {
 	flags="$(case_flags "$case") $(bench_flags "$name")"
 	# shellcheck disable=SC2086 # flags are words
 	set -- -url "http://127.0.0.1:$port" $flags
-	if [[ $case == idle ]]; then set -- "$@" -server-pid "$srv_pid"; fi
+	if [[ $case == idle || $case == held-* ]]; then set -- "$@" -server-pid "$srv_pid"; fi
 	srv_cpu=$(server_cpu)
 	children_cpu
 	gen_cpu=$children
@@ -383,13 +456,17 @@ run_one() {
 # ---------------------------------------------------------------------------
 # The run.
 
-command="ROUNDS=$ROUNDS DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/compare.sh"
+command="ROUNDS=$ROUNDS DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS HELD_CONNS=$HELD_CONNS LP_HELD_CONNS=$LP_HELD_CONNS HELD_RATE=$HELD_RATE SOURCE_ADDRS=$SOURCE_ADDRS"
+if [[ -n $BASE ]]; then command+=" BASE=$BASE"; fi
+if [[ ${CASES[*]} != "${ALL_CASES[*]}" ]]; then command+=" CASES=\"${CASES[*]}\""; fi
+if [[ ${SERVERS[*]} != "${ALL_SERVERS[*]}" ]]; then command+=" SERVERS=\"${SERVERS[*]}\""; fi
+command+=" bench/compare.sh"
 cpu=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -n 1)
-printf '{"meta":{"date":"%s","nproc":%d,"cpu":%s,"command":%s,"rounds":%d,"duration":%s,"go":%s,"node":%s,"peerjs":"%s","kernel":%s}}\n' \
+printf '{"meta":{"date":"%s","nproc":%d,"cpu":%s,"command":%s,"rounds":%d,"duration":%s,"go":%s,"node":%s,"peerjs":"%s","kernel":%s,"base":%s}}\n' \
 	"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(json_string "${cpu:-unknown}")" \
 	"$(json_string "$command")" "$ROUNDS" "$(json_string "$DURATION")" \
-	"$(json_string "$(go env GOVERSION)")" "$(json_string "$(node --version)")" \
-	"$PEERJS_VERSION" "$(json_string "$(uname -r)")" >"$tmp/results.jsonl"
+	"$(json_string "$(go env GOVERSION)")" "$(json_string "$(node --version 2>/dev/null || echo none)")" \
+	"$PEERJS_VERSION" "$(json_string "$(uname -r)")" "$(json_string "$base_desc")" >"$tmp/results.jsonl"
 
 total=0
 for case in "${CASES[@]}"; do

@@ -84,20 +84,28 @@ func TestWorkloads(t *testing.T) {
 					if w == WorkloadIdle && tg.protocol == ProtocolRaw {
 						o.ServerPID = os.Getpid() // the relay runs in this process
 					}
-					res, err := Run(t.Context(), o)
-					if err != nil {
-						t.Fatal(err)
-					}
-					line, _ := json.Marshal(res)
-					t.Logf("%s", line)
-					if res.Errors != 0 {
-						t.Errorf("errors: %v (first: %s)", res.ErrorKinds, res.FirstError)
-					}
-					checkResult(t, res)
+					runChecked(t, o)
 				})
 			}
 		})
 	}
+}
+
+// runChecked runs o, logs its result and checks that it had no errors
+// and measured something.
+func runChecked(t *testing.T, o Options) *Result {
+	t.Helper()
+	res, err := Run(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := json.Marshal(res)
+	t.Logf("%s", line)
+	if res.Errors != 0 {
+		t.Errorf("errors: %v (first: %s)", res.ErrorKinds, res.FirstError)
+	}
+	checkResult(t, res)
+	return res
 }
 
 // checkResult checks that res measured something.
@@ -381,5 +389,44 @@ func TestWindowCut(t *testing.T) {
 	// shorter window.
 	if w.contains(time.Now()) {
 		t.Error("the workers' copy of the window still counts after the cut")
+	}
+}
+
+// TestIdleSample holds idle connections from several source addresses and
+// samples delivery to random held peers, on both transports.
+func TestIdleSample(t *testing.T) {
+	for _, tg := range startTargets(t) {
+		if tg.protocol != ProtocolSwitchboard {
+			continue
+		}
+		t.Run(tg.name, func(t *testing.T) {
+			o := quick(tg, WorkloadIdle)
+			o.SampleRate = 200
+			o.SourceAddrs = 3
+			d := runChecked(t, o).Delivery
+			if d == nil || d.Sent == 0 || d.Latency.Count != d.Sent || d.SendLag.Count != d.Sent {
+				t.Fatalf("delivery sample %+v", d)
+			}
+		})
+	}
+}
+
+func TestSources(t *testing.T) {
+	s, err := newSources(3, "http://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for range 4 {
+		got = append(got, s.dialer().LocalAddr.String())
+	}
+	if want := "127.0.0.1:0 127.0.0.2:0 127.0.0.3:0 127.0.0.1:0"; strings.Join(got, " ") != want {
+		t.Errorf("local addresses %q, want %q", got, want)
+	}
+	if s, err := newSources(1, "http://example.com"); err != nil || s.dialer().LocalAddr != nil {
+		t.Errorf("one source: %v, %v", s, err)
+	}
+	if _, err := newSources(2, "http://example.com"); err == nil {
+		t.Error("several sources for a host not on loopback: no error")
 	}
 }

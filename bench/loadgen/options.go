@@ -72,6 +72,16 @@ type Options struct {
 	Conns int
 	// RoomSize is the number of idle connections per room. Default 2.
 	RoomSize int
+	// SampleRate is, for idle, how many messages per second go to randomly
+	// chosen peers, each from a peer of its room, for Duration once the
+	// connections are held and their memory has been read: how fast a
+	// node that holds them all still delivers. Default 0: none.
+	SampleRate float64
+	// SourceAddrs spreads the connections over this many local addresses,
+	// 127.0.0.1 … 127.0.0.n, for a server on IPv4 loopback: one address
+	// reaches one server port with at most as many connections as there
+	// are ephemeral ports. Default 0 (and 1): the system's choice.
+	SourceAddrs int
 	// Concurrency is the number of connect workers, and of concurrent dials
 	// when the other workloads connect. Default 16.
 	Concurrency int
@@ -135,6 +145,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.RoomSize <= 0 {
 		o.RoomSize = 2
 	}
+	if o.SampleRate < 0 {
+		o.SampleRate = 0
+	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
 	}
@@ -191,6 +204,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.Window, "window", 64, "messages in flight per pair (relay)")
 	fs.IntVar(&o.Conns, "conns", 10000, "connections (idle)")
 	fs.IntVar(&o.RoomSize, "room-size", 2, "connections per room (idle)")
+	fs.Float64Var(&o.SampleRate, "sample-rate", 0, "messages per second to random held peers for -duration, once memory is read (idle; 0: none)")
+	fs.IntVar(&o.SourceAddrs, "source-addrs", 0, "spread connections over `n` local addresses 127.0.0.1…127.0.0.n (loopback servers; 0: the system's choice)")
 	fs.IntVar(&o.Concurrency, "concurrency", 16, "connect workers, and concurrent dials")
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "server `pid` whose VmRSS idle reads; 0: read the server's /metrics")
 	fs.StringVar(&o.PeerURL, "peer-url", "", "base `URL` of the node the receiving peer of each pair dials (cross-node runs; default: -url)")

@@ -51,6 +51,7 @@ func fromPeerJS(t []byte) string {
 type peerJS struct {
 	url string // ws://host/prefix/peerjs
 	key string
+	src *sources
 }
 
 var _ Driver = (*peerJS)(nil)
@@ -61,7 +62,11 @@ func newPeerJS(o Options) (*peerJS, error) {
 		return nil, err
 	}
 	u.Path += "/peerjs"
-	return &peerJS{url: u.String(), key: o.PeerJSKey}, nil
+	src, err := newSources(o.SourceAddrs, o.URL)
+	if err != nil {
+		return nil, err
+	}
+	return &peerJS{url: u.String(), key: o.PeerJSKey, src: src}, nil
 }
 
 // Dial connects peer and waits for the server's OPEN. PeerJS has no rooms:
@@ -72,7 +77,7 @@ func (d *peerJS) Dial(ctx context.Context, room, peer string) (Conn, error) {
 	u.RawQuery = q.Encode()
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	w, err := dialWS(ctx, u)
+	w, err := dialWS(ctx, u, d.src)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 // {"to","from","type","payload"} forwarded verbatim to the "to" client.
 type raw struct {
 	url string // ws://host/prefix/
+	src *sources
 }
 
 var _ Driver = (*raw)(nil)
@@ -20,7 +21,11 @@ func newRaw(o Options) (*raw, error) {
 		return nil, err
 	}
 	u.Path += "/"
-	return &raw{url: u.String()}, nil
+	src, err := newSources(o.SourceAddrs, o.URL)
+	if err != nil {
+		return nil, err
+	}
+	return &raw{url: u.String(), src: src}, nil
 }
 
 // Dial connects peer; the relay has registered it once the upgrade is
@@ -30,7 +35,7 @@ func (d *raw) Dial(ctx context.Context, room, peer string) (Conn, error) {
 	u.RawQuery = url.Values{"id": {peer}}.Encode()
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	w, err := dialWS(ctx, u)
+	w, err := dialWS(ctx, u, d.src)
 	if err != nil {
 		return nil, err
 	}

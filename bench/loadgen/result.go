@@ -80,6 +80,19 @@ type IdleResult struct {
 	RSSBefore      int64   `json:"rss_before"`
 	RSSAfter       int64   `json:"rss_after"`
 	BytesPerConn   float64 `json:"bytes_per_conn"`
+	// Delivery is the sample of messages sent while the connections were
+	// held (-sample-rate); nil when none was taken.
+	Delivery *DeliveryResult `json:"delivery,omitempty"`
+}
+
+// DeliveryResult is how messages to randomly chosen held peers fared: the
+// rate they were sent at, how many were due in the sampling window, and
+// their latency from when each was due (Latency.Count were received).
+type DeliveryResult struct {
+	Rate    float64       `json:"rate"`
+	Sent    int64         `json:"sent"`
+	Latency *LatencyStats `json:"latency_ms"`
+	SendLag *LatencyStats `json:"send_lag_ms"`
 }
 
 // ConnectResult is the connect workload's part of a Result: join, welcome
@@ -135,6 +148,11 @@ func (r *Result) Summary() string {
 		fmt.Fprintf(&b, " %d/%d connected at %.0f/s, %d dropped", r.Connected, r.Conns, r.ConnectsPerSec, r.Dropped)
 		if r.RSSSource != "none" {
 			fmt.Fprintf(&b, ", RSS %.1f → %.1f MB (%s), %.0f B/conn", float64(r.RSSBefore)/1e6, float64(r.RSSAfter)/1e6, r.RSSSource, r.BytesPerConn)
+		}
+		if d := r.Delivery; d != nil {
+			l := d.Latency
+			fmt.Fprintf(&b, "; while held, %.0f msg/s to random peers: %d/%d received, p50 %.3f ms, p99 %.3f ms, max %.3f ms",
+				d.Rate, l.Count, d.Sent, l.P50, l.P99, l.Max)
 		}
 	case r.ConnectResult != nil:
 		fmt.Fprintf(&b, " %d workers: %.0f cycles/s, p50 %.2f ms, p99 %.2f ms", r.Concurrency, r.CyclesPerSec, r.ConnectTime.P50, r.ConnectTime.P99)

@@ -89,6 +89,7 @@ func joinError(payload json.RawMessage) error {
 type switchboardWS struct {
 	url   string // ws://host/prefix/v1/ws
 	token string
+	src   *sources
 }
 
 var _ Driver = (*switchboardWS)(nil)
@@ -99,7 +100,11 @@ func newSwitchboardWS(o Options) (*switchboardWS, error) {
 		return nil, err
 	}
 	u.Path += "/v1/ws"
-	return &switchboardWS{url: u.String(), token: o.Token}, nil
+	src, err := newSources(o.SourceAddrs, o.URL)
+	if err != nil {
+		return nil, err
+	}
+	return &switchboardWS{url: u.String(), token: o.Token, src: src}, nil
 }
 
 // Dial joins room as peer and waits for the welcome.
@@ -107,7 +112,7 @@ func (d *switchboardWS) Dial(ctx context.Context, room, peer string) (Conn, erro
 	u, _ := url.Parse(d.url)
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	w, err := dialWS(ctx, u)
+	w, err := dialWS(ctx, u, d.src)
 	if err != nil {
 		return nil, err
 	}
@@ -261,9 +266,14 @@ func newSwitchboardLP(o Options) (*switchboardLP, error) {
 		return nil, err
 	}
 	u.Path += "/v1/sessions"
+	src, err := newSources(o.SourceAddrs, o.URL)
+	if err != nil {
+		return nil, err
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 0 // no limit
 	tr.MaxIdleConnsPerHost = 4096
+	tr.DialContext = src.dial
 	return &switchboardLP{base: u.String(), token: o.Token, client: &http.Client{Transport: tr}}, nil
 }
 

@@ -116,10 +116,12 @@ type wsConn struct {
 
 // dialWS opens a WebSocket to u. It sends the Origin a page served by the
 // same host would, which passes a same-origin check. Proxies are not used.
-func dialWS(ctx context.Context, u *url.URL) (*wsConn, error) {
+// The connection comes from src's next local address (nil: the system's
+// choice).
+func dialWS(ctx context.Context, u *url.URL, src *sources) (*wsConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	nc, err := dialTCP(ctx, u)
+	nc, err := dialTCP(ctx, u, src)
 	if err == nil {
 		var w *wsConn
 		if w, err = handshake(ctx, nc, u); err == nil {
@@ -133,8 +135,9 @@ func dialWS(ctx context.Context, u *url.URL) (*wsConn, error) {
 	return nil, fmt.Errorf("loadgen: dial %s: %w", u.Redacted(), err)
 }
 
-// dialTCP connects to u's host, with TLS for wss.
-func dialTCP(ctx context.Context, u *url.URL) (net.Conn, error) {
+// dialTCP connects to u's host from src's next local address, with TLS for
+// wss.
+func dialTCP(ctx context.Context, u *url.URL, src *sources) (net.Conn, error) {
 	port := u.Port()
 	if port == "" {
 		port = "80"
@@ -142,8 +145,7 @@ func dialTCP(ctx context.Context, u *url.URL) (net.Conn, error) {
 			port = "443"
 		}
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
+	nc, err := src.dial(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
 	if err != nil || u.Scheme != "wss" {
 		return nc, err
 	}

@@ -188,7 +188,7 @@ func (p *wsPeer) mustFrame() clientFrame {
 
 func dialTest(t *testing.T, u *url.URL) *wsConn {
 	t.Helper()
-	w, err := dialWS(t.Context(), u)
+	w, err := dialWS(t.Context(), u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestWSHandshakeRefused(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			u := wsTestServer(t, func(p *wsPeer) { p.write([]byte(c.resp)) })
-			_, err := dialWS(t.Context(), u)
+			_, err := dialWS(t.Context(), u, nil)
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "loadgen: dial ") {
 				t.Fatalf("dial: %v, want an error about %s", err, c.want)
 			}
@@ -263,7 +263,7 @@ func TestWSHandshakeTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if _, err := dialWS(ctx, u); err == nil || time.Since(start) > 5*time.Second {
+	if _, err := dialWS(ctx, u, nil); err == nil || time.Since(start) > 5*time.Second {
 		t.Fatalf("dial to a silent server: %v after %v", err, time.Since(start))
 	}
 }

@@ -20,11 +20,19 @@ const (
 	ServerLongPoll    = "switchboard-longpoll"
 	ServerPeerJS      = "peerjs"
 	ServerBareRelay   = "barerelay"
+	// The code of BASE (compare.sh's base-vs-new mode), run beside the
+	// current code on the same workloads.
+	ServerBase         = "switchboard-base"
+	ServerLongPollBase = "switchboard-longpoll-base"
 )
 
 // serverOrder is the order of the servers in every table; servers not
 // named here follow in alphabetical order.
-var serverOrder = []string{ServerSwitchboard, ServerLongPoll, ServerPeerJS, ServerBareRelay}
+var serverOrder = []string{ServerSwitchboard, ServerBase, ServerLongPoll, ServerLongPollBase, ServerPeerJS, ServerBareRelay}
+
+// baseOf maps each server of the current code to the same server running
+// the base code.
+var baseOf = map[string]string{ServerSwitchboard: ServerBase, ServerLongPoll: ServerLongPollBase}
 
 // Meta describes the run as a whole: compare.sh writes it as the first line,
 // {"meta":{…}}.
@@ -39,6 +47,9 @@ type Meta struct {
 	Node     string `json:"node"`
 	PeerJS   string `json:"peerjs"`
 	Kernel   string `json:"kernel"`
+	// Base is the git ref of the base-vs-new mode and the commit it named,
+	// e.g. "977d422 (977d422…)"; empty without one.
+	Base string `json:"base"`
 }
 
 // Stats is a latency distribution of the load generator, in milliseconds.
@@ -100,9 +111,19 @@ type Record struct {
 	RSSBefore      int64   `json:"rss_before"`
 	RSSAfter       int64   `json:"rss_after"`
 	BytesPerConn   float64 `json:"bytes_per_conn"`
+	// Delivery is the idle workload's sample of messages to random held
+	// peers, when it took one.
+	Delivery *Delivery `json:"delivery"`
 
 	CyclesPerSec float64 `json:"cycles_per_s"`
 	ConnectTime  *Stats  `json:"connect_ms"`
+}
+
+// Delivery is how messages sent to random held peers fared.
+type Delivery struct {
+	Rate    float64 `json:"rate"`
+	Sent    int64   `json:"sent"`
+	Latency *Stats  `json:"latency_ms"`
 }
 
 // ServerName is the record's server: the "server" field, or else what its
@@ -123,9 +144,13 @@ func (r *Record) ServerName() string {
 	return r.Protocol
 }
 
-// CaseName is the record's workload with what sets it apart: relay-<size>,
-// latency-<rate>, or the workload alone.
+// CaseName is the record's case as compare.sh named it, or else its
+// workload with what sets it apart: relay-<size>, latency-<rate>, or the
+// workload alone.
 func (r *Record) CaseName() string {
+	if r.Case != "" {
+		return r.Case
+	}
 	switch r.Workload {
 	case "relay":
 		return "relay-" + strconv.Itoa(r.Size)
@@ -240,7 +265,28 @@ var (
 	RSSAfterMB Metric = func(r *Record) (float64, bool) {
 		return float64(r.RSSAfter) / 1e6, r.Workload == "idle" && r.RSSSource != "none" && r.RSSSource != ""
 	}
+	ConnectedN Metric = func(r *Record) (float64, bool) { return float64(r.Connected), r.Workload == "idle" }
 )
+
+// DeliveryP returns the metric of a percentile ("p50", "p99", "p999",
+// "max") of an idle run's delivery sample.
+func DeliveryP(p string) Metric {
+	return func(r *Record) (float64, bool) {
+		if r.Delivery == nil || r.Delivery.Latency == nil {
+			return 0, false
+		}
+		return LatencyP(p)(&Record{Latency: r.Delivery.Latency})
+	}
+}
+
+// Lost is the messages of an idle run's delivery sample that never
+// arrived.
+var Lost Metric = func(r *Record) (float64, bool) {
+	if r.Delivery == nil || r.Delivery.Latency == nil {
+		return 0, false
+	}
+	return float64(r.Delivery.Sent - r.Delivery.Latency.Count), true
+}
 
 // ServerCPUPer estimates the server's CPU time per message (relay) or per
 // setup (setup), in microseconds: its CPU time over the run divided by the

@@ -59,8 +59,20 @@ func serverLabel(d *Data, s string) string {
 		return "PeerJS"
 	case ServerBareRelay:
 		return "bare relay"
+	case ServerBase:
+		return "Switchboard " + baseName(d) + ", WebSocket"
+	case ServerLongPollBase:
+		return "Switchboard " + baseName(d) + ", long-poll"
 	}
 	return s
+}
+
+// baseName names the base code of a base-vs-new run.
+func baseName(d *Data) string {
+	if d.Meta != nil && d.Meta.Base != "" {
+		return "base " + strings.Fields(d.Meta.Base)[0]
+	}
+	return "base"
 }
 
 // Render returns the Markdown section for d.
@@ -93,6 +105,9 @@ func Render(d *Data) string {
 		fmt.Fprintf(&b, "- Software: %s\n", strings.Join(sw, ", "))
 	}
 	fmt.Fprintf(&b, "- Command: `%s`\n", orUnknown(m.Command))
+	if m.Base != "" {
+		fmt.Fprintf(&b, "- Base: %s, built in a temporary git worktree and run beside the current code\n", m.Base)
+	}
 	if d.Source != "" {
 		fmt.Fprintf(&b, "- Raw results: `%s`; this section is `go run ./bench/report %s`\n", d.Source, d.Source)
 	}
@@ -110,6 +125,8 @@ func Render(d *Data) string {
 	setup(&b, d)
 	idle(&b, d)
 	connect(&b, d)
+	held(&b, d)
+	baseVsNew(&b, d)
 	targets(&b, d)
 	workloads(&b, d)
 	notes(&b, d)
@@ -375,6 +392,161 @@ func connect(b *strings.Builder, d *Data) {
 	})
 }
 
+// heldCases are the cases of one node holding as many peers as it can.
+var heldCases = []string{"held-ws", "held-lp"}
+
+func held(b *strings.Builder, d *Data) {
+	have := false
+	for _, s := range d.Servers() {
+		for _, c := range heldCases {
+			have = have || d.Groups[Key{s, c}] != nil
+		}
+	}
+	if !have {
+		return
+	}
+	b.WriteString("### One node holding many peers\n\n")
+	b.WriteString("The idle workload at the scale of the machine: WebSocket connections (*held-ws*) or long-poll sessions, each with a GET waiting (*held-lp*), ")
+	b.WriteString("2 to a room, spread over several 127.0.0.x source addresses; memory is the growth of the server's VmRSS, read after they settled. ")
+	b.WriteString("Then, while all are held, messages go at a fixed rate to randomly chosen peers, each from the other peer of its room, ")
+	b.WriteString("timed from when each was due to be sent to its arrival (milliseconds).\n\n")
+	for _, c := range heldCases {
+		var conns int
+		var rate float64
+		for _, r := range d.Records {
+			if r.CaseName() == c && r.Failed == "" {
+				conns = r.Conns
+				if r.Delivery != nil {
+					rate = r.Delivery.Rate
+				}
+				break
+			}
+		}
+		name := "WebSocket connections"
+		if c == "held-lp" {
+			name = "long-poll sessions"
+		}
+		at := ""
+		if rate > 0 {
+			at = " @ " + fmtCount(rate) + "/s"
+		}
+		fmt.Fprintf(b, "**%s**: %s %s.\n\n", c, fmtCount(float64(conns)), name)
+		table(b, d, []string{c}, []column{
+			median(d, "connected (median)", c, ConnectedN, fmtCount),
+			median(d, "connects/s", c, ConnectPS, fmtCount),
+			median(d, "memory per conn", c, BytesConn, fmtKiB),
+			spread(d, "spread", c, BytesConn),
+			median(d, "RSS with all held", c, RSSAfterMB, func(v float64) string { return fmt.Sprintf("%.0f MB", v) }),
+			median(d, "p50"+at, c, DeliveryP("p50"), fmtMillis),
+			median(d, "p99"+at, c, DeliveryP("p99"), fmtMillis),
+			median(d, "max"+at, c, DeliveryP("max"), fmtMillis),
+			median(d, "lost", c, Lost, fmtCount),
+			errorsCol(d, c),
+		})
+	}
+}
+
+// abMetric is the figure a base-vs-new comparison takes of a case, and
+// whether more is better.
+type abMetric struct {
+	name   string
+	m      Metric
+	more   bool
+	format func(float64) string
+}
+
+// abMetrics returns the figures compared for case c.
+func abMetrics(c string) []abMetric {
+	switch {
+	case strings.HasPrefix(c, "relay-"):
+		return []abMetric{{"msg/s", MsgPerSec, true, fmtCount}}
+	case strings.HasPrefix(c, "latency-"):
+		return []abMetric{{"p50 ms", LatencyP("p50"), false, fmtMillis}, {"p99 ms", LatencyP("p99"), false, fmtMillis}}
+	case c == "setup":
+		return []abMetric{{"setups/s", SetupsPS, true, fmtCount}}
+	case c == "connect":
+		return []abMetric{{"cycles/s", CyclesPS, true, fmtCount}}
+	case c == "idle" || strings.HasPrefix(c, "held-"):
+		ms := []abMetric{{"memory per conn", BytesConn, false, fmtKiB}, {"connects/s", ConnectPS, true, fmtCount}}
+		if strings.HasPrefix(c, "held-") {
+			ms = append(ms, abMetric{"delivery p99 ms", DeliveryP("p99"), false, fmtMillis})
+		}
+		return ms
+	}
+	return nil
+}
+
+// baseVsNew compares every figure of the current code with the base code's,
+// case by case, when the run had a base.
+func baseVsNew(b *strings.Builder, d *Data) {
+	type row struct{ server, c string }
+	var rows []row
+	for _, s := range d.Servers() {
+		bs, ok := baseOf[s]
+		if !ok {
+			continue
+		}
+		for _, c := range caseOrder(d) {
+			if d.Groups[Key{s, c}] != nil && d.Groups[Key{bs, c}] != nil {
+				rows = append(rows, row{s, c})
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "### Before and after: %s and the current code\n\n", baseName(d))
+	b.WriteString("The same workloads on the base code and on the current code, run back to back in every round. ")
+	b.WriteString("*Change* is the current code's median against the base's, signed so that negative is worse; ")
+	b.WriteString("a figure more than 5% worse is marked.\n\n")
+	b.WriteString("| Server | case | figure | base | current | change | rounds (base; current) |\n|---|---|---|---:|---:|---:|---|\n")
+	for _, r := range rows {
+		bs := baseOf[r.server]
+		for _, m := range abMetrics(r.c) {
+			vb, okB := d.Median(bs, r.c, m.m)
+			vn, okN := d.Median(r.server, r.c, m.m)
+			if !okB || !okN {
+				continue
+			}
+			change := "n/a"
+			if vb != 0 {
+				ch := (vn - vb) / vb
+				if !m.more {
+					ch = -ch
+				}
+				change = fmt.Sprintf("%+.1f%%", ch*100)
+				if ch < -0.05 {
+					change = "**" + change + "**"
+				}
+			}
+			var rounds []string
+			for _, s := range []string{bs, r.server} {
+				var vs []string
+				for _, v := range d.Groups[Key{s, r.c}].Values(m.m) {
+					vs = append(vs, m.format(v))
+				}
+				rounds = append(rounds, strings.Join(vs, ", "))
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", serverLabel(d, r.server), r.c, m.name,
+				m.format(vb), m.format(vn), change, strings.Join(rounds, "; "))
+		}
+	}
+	b.WriteString("\n")
+}
+
+// caseOrder returns the cases of d in the order they first ran.
+func caseOrder(d *Data) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range d.Records {
+		if c := r.CaseName(); !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 func targets(b *strings.Builder, d *Data) {
 	ts := Targets(d)
 	met := 0
@@ -438,10 +610,12 @@ func workloads(b *strings.Builder, d *Data) {
 	b.WriteString("Each run is `switchboard bench -url http://127.0.0.1:PORT` with the server's flags and the workload's:\n\n")
 	b.WriteString("| Server | started as | server flags |\n|---|---|---|\n")
 	starts := map[string][2]string{
-		ServerSwitchboard: {"`SWITCHBOARD_LIMITS_RATE=-1 SWITCHBOARD_LIMITS_JOIN_RATE=-1 SWITCHBOARD_LOG_LEVEL=warn switchboard serve -listen 127.0.0.1:PORT`", "`-protocol switchboard -transport websocket`"},
-		ServerLongPoll:    {"the same", "`-protocol switchboard -transport longpoll`"},
-		ServerPeerJS:      {"`node peerjs.js --port PORT --host 127.0.0.1 --key peerjs --path / --concurrent_limit 20000`", "`-protocol peerjs`"},
-		ServerBareRelay:   {"`barerelay -addr 127.0.0.1:PORT` (`bench/barerelay/cmd`)", "`-protocol raw`"},
+		ServerSwitchboard:  {"`SWITCHBOARD_LIMITS_RATE=-1 SWITCHBOARD_LIMITS_JOIN_RATE=-1 SWITCHBOARD_LOG_LEVEL=warn switchboard serve -listen 127.0.0.1:PORT`", "`-protocol switchboard -transport websocket`"},
+		ServerLongPoll:     {"the same", "`-protocol switchboard -transport longpoll`"},
+		ServerBase:         {"the same, built from the base commit", "`-protocol switchboard -transport websocket`"},
+		ServerLongPollBase: {"the same, built from the base commit", "`-protocol switchboard -transport longpoll`"},
+		ServerPeerJS:       {"`node peerjs.js --port PORT --host 127.0.0.1 --key peerjs --path / --concurrent_limit 20000`", "`-protocol peerjs`"},
+		ServerBareRelay:    {"`barerelay -addr 127.0.0.1:PORT` (`bench/barerelay/cmd`)", "`-protocol raw`"},
 	}
 	for _, s := range d.Servers() {
 		if st, ok := starts[s]; ok {

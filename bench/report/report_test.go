@@ -219,3 +219,34 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+// heldResults has the held cases and a base, on both transports.
+const heldResults = `{"meta":{"date":"2026-01-02T03:04:05Z","nproc":2,"command":"BASE=977d422 bench/compare.sh","base":"977d422 (977d4220000)"}}
+{"server":"switchboard","round":1,"case":"held-ws","workload":"idle","protocol":"switchboard","transport":"websocket","errors":0,"conns":19500,"connected":19500,"connects_per_s":6000,"rss_source":"proc","rss_after":90000000,"bytes_per_conn":3900,"delivery":{"rate":1000,"sent":5000,"latency_ms":{"count":4999,"p50":0.3,"p99":4,"p999":6,"max":9}}}
+{"server":"switchboard-base","round":1,"case":"held-ws","workload":"idle","protocol":"switchboard","transport":"websocket","errors":0,"conns":19500,"connected":19500,"connects_per_s":5000,"rss_source":"proc","rss_after":120000000,"bytes_per_conn":5900,"delivery":{"rate":1000,"sent":5000,"latency_ms":{"count":5000,"p50":0.3,"p99":3,"p999":6,"max":9}}}
+{"server":"switchboard-longpoll","round":1,"case":"held-lp","workload":"idle","protocol":"switchboard","transport":"longpoll","errors":0,"conns":10000,"connected":10000,"connects_per_s":3000,"rss_source":"proc","rss_after":150000000,"bytes_per_conn":20000,"delivery":{"rate":1000,"sent":5000,"latency_ms":{"count":5000,"p50":0.5,"p99":3,"p999":6,"max":9}}}
+{"server":"switchboard","round":1,"case":"relay-200","workload":"relay","protocol":"switchboard","size":200,"errors":0,"messages_per_s":100000}
+{"server":"switchboard-base","round":1,"case":"relay-200","workload":"relay","protocol":"switchboard","size":200,"errors":0,"messages_per_s":90000}
+`
+
+func TestHeldAndBase(t *testing.T) {
+	d, err := Parse(strings.NewReader(heldResults))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := Render(d)
+	for _, want := range []string{
+		"### One node holding many peers",
+		"| Switchboard, WebSocket | 19,500 | 6,000 | 3.8 KiB |",
+		"| Switchboard base 977d422, WebSocket | 19,500 | 5,000 | 5.8 KiB |",
+		"### Before and after: base 977d422 and the current code",
+		"| Switchboard, WebSocket | relay-200 | msg/s | 90,000 | 100,000 | +11.1% |",
+		"| Switchboard, WebSocket | held-ws | delivery p99 ms | 3.00 | 4.00 | **-33.3%** |",
+		"| Held WebSocket: memory per connection | ≤ 4.0 KiB | 3.8 KiB | met |",
+		"| Held long-poll: memory per session, GET waiting | ≤ 16.0 KiB | 19.5 KiB | **missed** |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+}

@@ -32,6 +32,7 @@ const (
 	Ratio  Unit = iota // a ratio of two medians
 	Millis             // milliseconds
 	Bytes              // bytes
+	Count              // a count, or a count per second
 )
 
 // Target is one goal Switchboard is held to, and what was measured.
@@ -104,6 +105,8 @@ func (t Target) format(v float64) string {
 		return fmtMillis(v) + " ms"
 	case Bytes:
 		return fmtKiB(v)
+	case Count:
+		return fmtCount(v)
 	}
 	return fmt.Sprintf("%.2f×", v)
 }
@@ -174,6 +177,22 @@ func Targets(d *Data) []Target {
 		ratio("Relay msg/s, "+fmtSize(size)+": long-poll ÷ WebSocket",
 			ServerLongPoll, ServerSwitchboard, "relay-"+size, MsgPerSec, 0.3, fmtCount)
 	}
+
+	// One node's scale (issue #15), where the run had the held cases.
+	fixed := func(name, server, c string, m Metric, cmp Comparison, unit Unit, limit float64) {
+		if d.Groups[Key{server, c}] == nil {
+			return
+		}
+		v, ok := d.Median(server, c, m)
+		ts = append(ts, Target{Name: name, Cmp: cmp, Unit: unit, Limit: limit, Value: v, Have: ok})
+	}
+	fixed("Held WebSocket connections on one node", ServerSwitchboard, "held-ws", ConnectedN, AtLeast, Count, 19500)
+	fixed("Held WebSocket: memory per connection", ServerSwitchboard, "held-ws", BytesConn, AtMost, Bytes, 4<<10)
+	fixed("Held WebSocket: connects/s", ServerSwitchboard, "held-ws", ConnectPS, AtLeast, Count, 5000)
+	fixed("Held WebSocket: delivery p99 to random peers", ServerSwitchboard, "held-ws", DeliveryP("p99"), AtMost, Millis, 5)
+	fixed("Held long-poll sessions on one node", ServerLongPoll, "held-lp", ConnectedN, AtLeast, Count, 10000)
+	fixed("Held long-poll: memory per session, GET waiting", ServerLongPoll, "held-lp", BytesConn, AtMost, Bytes, 16<<10)
+	fixed("Held long-poll: delivery p99 to random peers", ServerLongPoll, "held-lp", DeliveryP("p99"), AtMost, Millis, 5)
 	return ts
 }
 

@@ -1,9 +1,9 @@
 package email
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-rtc/switchboard/internal/promreg"
 )
 
 // metrics are the transport's Prometheus collectors.
@@ -28,27 +28,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "switchboard_email_dropped_total", Help: "Mails dropped without an answer, by reason."}, []string{"reason"}),
 	}
 	if reg != nil {
-		m.in = register(reg, m.in)
-		m.out = register(reg, m.out)
-		m.retries = register(reg, m.retries)
-		m.reconnects = register(reg, m.reconnects)
-		m.parse = register(reg, m.parse)
-		m.drop = register(reg, m.drop)
+		m.in = promreg.Register(reg, m.in)
+		m.out = promreg.Register(reg, m.out)
+		m.retries = promreg.Register(reg, m.retries)
+		m.reconnects = promreg.Register(reg, m.reconnects)
+		m.parse = promreg.Register(reg, m.parse)
+		m.drop = promreg.Register(reg, m.drop)
 	}
 	return m
-}
-
-// register registers c with reg, or returns the collector already there.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *metrics) mailIn()                   { m.in.Inc() }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/transports/internal/writer"
 )
 
 // peer is one session carried over email: mail from its address with its
@@ -22,46 +23,23 @@ type peer struct {
 	log    *slog.Logger
 	thread string // random id of the session's mail thread
 
-	heard   atomic.Int64  // unix nanoseconds of the last mail from the peer
-	acked   atomic.Uint64 // the highest seq the peer acknowledged
-	ackWake chan struct{} // signalled when acked moves
+	heard atomic.Int64 // unix nanoseconds of the last mail from the peer
+	acks  *writer.Acks
 
 	wmu    sync.Mutex // serialises writer changes
-	w      *writer
+	w      *writer.Gen
 	n      int    // mails sent in the thread
 	first  string // Message-ID of the thread's first mail
 	closed bool   // the peer left the transport
 }
 
-// writer is one generation of a peer's writer goroutine, tied to one attachment.
-type writer struct {
-	att  *broker.Attachment
-	stop chan struct{}
-	done chan struct{}
-}
-
 func newPeer(t *Transport, s *broker.Session, addr string) *peer {
-	p := &peer{t: t, sess: s, addr: addr, log: s.Logger().With("transport", Name), thread: randomHex(6), ackWake: make(chan struct{}, 1)}
+	p := &peer{t: t, sess: s, addr: addr, log: s.Logger().With("transport", Name), thread: randomHex(6), acks: writer.NewAcks()}
 	p.heardNow()
 	return p
 }
 
 func (p *peer) heardNow() { p.heard.Store(time.Now().UnixNano()) }
-
-// noteAck records that the peer has everything up to seq, which opens the
-// writer's window.
-func (p *peer) noteAck(seq uint64) {
-	for {
-		cur := p.acked.Load()
-		if seq <= cur || p.acked.CompareAndSwap(cur, seq) {
-			break
-		}
-	}
-	select {
-	case p.ackWake <- struct{}{}:
-	default:
-	}
-}
 
 // idleLeft is how long until the peer has been silent for the idle timeout.
 func (p *peer) idleLeft() time.Duration {
@@ -74,29 +52,14 @@ func (p *peer) startWriter(joined *broker.Joined) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	if old := p.w; old != nil {
-		close(old.stop)
-		<-old.done // nothing of the old one is mailed after the new one starts
+		old.Stop() // nothing of the old one is mailed after the new one starts
 		p.w = nil
 	}
 	if p.closed {
 		return
 	}
-	p.noteAck(joined.After)
-	w := &writer{att: p.sess.Attach(), stop: make(chan struct{}), done: make(chan struct{})}
-	p.w = w
-	go func() {
-		defer close(w.done)
-		defer w.att.Detach()
-		defer func() {
-			if r := recover(); r != nil {
-				p.log.Error("email writer panicked", "panic", r)
-				p.leave()
-			}
-		}()
-		if over := p.write(w, joined); over {
-			p.leave()
-		}
-	}()
+	p.acks.Note(joined.After)
+	p.w = writer.Start(p.sess, p.log, Name, func(w *writer.Gen) bool { return p.write(w, joined) }, p.leave)
 }
 
 // stopWriter stops the writer and waits for it; the session waits out its
@@ -105,8 +68,7 @@ func (p *peer) stopWriter() {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	if w := p.w; w != nil {
-		close(w.stop)
-		<-w.done
+		w.Stop()
 		p.w = nil
 	}
 }
@@ -119,7 +81,7 @@ func (p *peer) leave() {
 // write mails for one attachment. It reports whether the session is over
 // for this transport (ended, timed out, or carried elsewhere), as opposed to
 // stopped for a newer writer or a shutdown.
-func (p *peer) write(w *writer, joined *broker.Joined) (over bool) {
+func (p *peer) write(w *writer.Gen, joined *broker.Joined) (over bool) {
 	var batch [][]byte
 	if len(joined.Welcome) > 0 {
 		batch = append(batch, joined.Welcome)
@@ -143,13 +105,13 @@ func (p *peer) write(w *writer, joined *broker.Joined) (over bool) {
 	var out []uint64 // seqs mailed and not yet acknowledged, in order
 	for {
 		startBatch()
-		acked := p.acked.Load()
+		acked := p.acks.Seq()
 		for len(out) > 0 && out[0] <= acked {
 			out = out[1:]
 		}
 		var ready <-chan struct{}
 		if len(out) < p.t.window {
-			frames, last, wait, err := w.att.Pending(after)
+			frames, last, wait, err := w.Att.Pending(after)
 			if errors.Is(err, broker.ErrSuperseded) {
 				if !p.sess.Closed() {
 					return true // another connection carries the session now
@@ -189,11 +151,11 @@ func (p *peer) write(w *writer, joined *broker.Joined) (over bool) {
 		// idle timeout moves it.
 		select {
 		case <-ready:
-		case <-p.ackWake:
+		case <-p.acks.Wake():
 		case <-due:
 			flush, due = nil, nil
 			if p.mail(w, batch) != nil {
-				return !stopped(w)
+				return !w.Stopped()
 			}
 			batch = nil
 		case <-idle.C:
@@ -204,19 +166,19 @@ func (p *peer) write(w *writer, joined *broker.Joined) (over bool) {
 			p.log.Info("email peer silent too long", "idle_timeout", p.t.opts.IdleTimeout)
 			p.sess.Close(broker.ReasonTimeout)
 			return true
-		case <-w.att.Gone():
+		case <-w.Att.Gone():
 			if !p.sess.Closed() {
 				return true
 			}
 			return p.final(w, batch, after)
-		case <-w.stop:
+		case <-w.Stopping():
 			return false
 		}
 	}
 }
 
 // final mails what an ended session still had for its peer.
-func (p *peer) final(w *writer, batch [][]byte, after uint64) bool {
+func (p *peer) final(w *writer.Gen, batch [][]byte, after uint64) bool {
 	att := p.sess.Attach()
 	defer att.Detach()
 	for range 64 {
@@ -231,20 +193,11 @@ func (p *peer) final(w *writer, batch [][]byte, after uint64) bool {
 	return true
 }
 
-func stopped(w *writer) bool {
-	select {
-	case <-w.stop:
-		return true
-	default:
-		return false
-	}
-}
-
 // mail sends frames to the peer, MaxEnvelopesPerMail a mail, each tried
 // again with backoff until the resume window has passed; then the session
 // ends as for a lost connection. It fails when the writer is stopped or the
 // session is given up.
-func (p *peer) mail(w *writer, frames [][]byte) error {
+func (p *peer) mail(w *writer.Gen, frames [][]byte) error {
 	for len(frames) > 0 {
 		n := min(len(frames), MaxEnvelopesPerMail)
 		p.n++
@@ -255,7 +208,7 @@ func (p *peer) mail(w *writer, frames [][]byte) error {
 			return err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), p.t.opts.ResumeWindow)
-		err = p.t.submit.sendRetrying(ctx, p.t.m, p.t.opts.Address, p.addr, raw, w.stop)
+		err = p.t.submit.sendRetrying(ctx, p.t.m, p.t.opts.Address, p.addr, raw, w.Stopping())
 		cancel()
 		if errors.Is(err, errStopped) {
 			return err

@@ -315,7 +315,7 @@ func (p *peer) handle(envs []json.RawMessage) {
 				} `json:"payload"`
 			}
 			if json.Unmarshal(data, &a) == nil && a.Type == broker.TypeAck {
-				p.noteAck(a.Payload.Seq)
+				p.acks.Note(a.Payload.Seq)
 			}
 		}
 	}

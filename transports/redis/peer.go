@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/transports/internal/writer"
 )
 
 // Timings of the writer.
@@ -34,9 +35,8 @@ type peer struct {
 	channel string
 	log     *slog.Logger
 
-	heard   atomic.Int64  // unix nanoseconds of the last envelope from the peer
-	acked   atomic.Uint64 // the highest seq the peer acknowledged
-	ackWake chan struct{} // signalled when acked moves
+	heard atomic.Int64 // unix nanoseconds of the last envelope from the peer
+	acks  *writer.Acks
 
 	inMu     sync.Mutex
 	inbox    chan []byte
@@ -46,15 +46,8 @@ type peer struct {
 	handled  chan struct{} // closed when the handler has ended
 
 	wmu  sync.Mutex // serialises writer changes
-	w    *writer
+	w    *writer.Gen
 	left atomic.Bool // the session left this transport: a resume needs a new peer
-}
-
-// writer is one generation of a peer's writer goroutine, tied to one attachment.
-type writer struct {
-	att  *broker.Attachment
-	stop chan struct{}
-	done chan struct{}
 }
 
 func newPeer(t *Transport, s *broker.Session) *peer {
@@ -63,7 +56,7 @@ func newPeer(t *Transport, s *broker.Session) *peer {
 		sess:    s,
 		channel: t.keys.peer(s.Room(), s.Peer()),
 		log:     s.Logger(),
-		ackWake: make(chan struct{}, 1),
+		acks:    writer.NewAcks(),
 		inbox:   make(chan []byte, inboxSize),
 		quit:    make(chan struct{}),
 		handled: make(chan struct{}),
@@ -148,22 +141,7 @@ func (p *peer) handleOne(data []byte) {
 		Seq uint64 `json:"seq"`
 	}
 	if json.Unmarshal(env.Payload, &a) == nil {
-		p.noteAck(a.Seq)
-	}
-}
-
-// noteAck records that the peer has everything up to seq, which opens the
-// writer's window.
-func (p *peer) noteAck(seq uint64) {
-	for {
-		cur := p.acked.Load()
-		if seq <= cur || p.acked.CompareAndSwap(cur, seq) {
-			break
-		}
-	}
-	select {
-	case p.ackWake <- struct{}{}:
-	default:
+		p.acks.Note(a.Seq)
 	}
 }
 
@@ -179,8 +157,7 @@ func (p *peer) leave() {
 func (p *peer) shutdown() {
 	p.wmu.Lock()
 	if w := p.w; w != nil {
-		close(w.stop)
-		<-w.done
+		w.Stop()
 		p.w = nil
 	}
 	p.leave()
@@ -196,30 +173,15 @@ func (p *peer) startWriter(joined *broker.Joined, reply string) bool {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	if old := p.w; old != nil {
-		close(old.stop)
-		<-old.done // nothing of the old one is published after the new one starts
+		old.Stop() // nothing of the old one is published after the new one starts
 		p.w = nil
 	}
 	if p.left.Load() {
 		return false
 	}
 	p.heard.Store(time.Now().UnixNano())
-	p.noteAck(joined.After)
-	w := &writer{att: p.sess.Attach(), stop: make(chan struct{}), done: make(chan struct{})}
-	p.w = w
-	go func() {
-		defer close(w.done)
-		defer w.att.Detach()
-		defer func() {
-			if r := recover(); r != nil {
-				p.log.Error("redis writer panicked", "panic", r)
-				p.leave()
-			}
-		}()
-		if over := p.write(w, joined, reply); over {
-			p.leave()
-		}
-	}()
+	p.acks.Note(joined.After)
+	p.w = writer.Start(p.sess, p.log, Name, func(w *writer.Gen) bool { return p.write(w, joined, reply) }, p.leave)
 	return true
 }
 
@@ -232,7 +194,7 @@ type sent struct {
 // write publishes for one attachment. It reports whether the session is
 // over for this transport (ended, timed out, or carried elsewhere now), as
 // opposed to stopped for a newer writer or a shutdown.
-func (p *peer) write(w *writer, joined *broker.Joined, reply string) (over bool) {
+func (p *peer) write(w *writer.Gen, joined *broker.Joined, reply string) (over bool) {
 	idle := time.NewTimer(p.t.opts.IdleTimeout)
 	defer idle.Stop()
 	switch p.publish(w, reply, joined.Welcome, true) {
@@ -251,7 +213,7 @@ func (p *peer) write(w *writer, joined *broker.Joined, reply string) (over bool)
 	var out []sent // published, not acknowledged, in seq order
 	outBytes := 0
 	for {
-		acked := p.acked.Load()
+		acked := p.acks.Seq()
 		for len(out) > 0 && out[0].seq <= acked {
 			outBytes -= out[0].size
 			out = out[1:]
@@ -260,7 +222,7 @@ func (p *peer) write(w *writer, joined *broker.Joined, reply string) (over bool)
 		if len(out) < p.t.window && outBytes < p.t.windowB {
 			// The attachment's Pending, not the session's: once another
 			// connection has taken the session over, this one takes nothing.
-			frames, last, ready, err := w.att.Pending(after)
+			frames, last, ready, err := w.Att.Pending(after)
 			if err != nil {
 				var pe *broker.Error
 				if errors.As(err, &pe) {
@@ -304,7 +266,7 @@ func (p *peer) write(w *writer, joined *broker.Joined, reply string) (over bool)
 		idle.Reset(left)
 		select {
 		case <-wait:
-		case <-p.ackWake:
+		case <-p.acks.Wake():
 		case <-idle.C:
 			if p.idleLeft() <= 0 {
 				p.timeout()
@@ -313,9 +275,9 @@ func (p *peer) write(w *writer, joined *broker.Joined, reply string) (over bool)
 			if wait == nil && p.sess.Closed() {
 				return true
 			}
-		case <-w.att.Gone():
+		case <-w.Att.Gone():
 			return true
-		case <-w.stop:
+		case <-w.Stopping():
 			return false
 		}
 	}
@@ -344,7 +306,7 @@ const (
 // subscription is being restored), it tries again with backoff, so that the
 // peer gets every envelope, in order, once it listens. On a Redis Cluster,
 // where PUBLISH counts only one node's subscribers, a 0 is taken as heard.
-func (p *peer) publish(w *writer, ch string, data []byte, welcome bool) int {
+func (p *peer) publish(w *writer.Gen, ch string, data []byte, welcome bool) int {
 	delay := retryMin
 	var deadline time.Time
 	if welcome {
@@ -375,9 +337,9 @@ func (p *peer) publish(w *writer, ch string, data []byte, welcome bool) int {
 		}
 		select {
 		case <-time.After(delay):
-		case <-w.att.Gone():
+		case <-w.Att.Gone():
 			return pubOver
-		case <-w.stop:
+		case <-w.Stopping():
 			return pubStopped
 		}
 		delay = min(delay*2, retryMax)

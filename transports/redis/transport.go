@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/internal/promreg"
 )
 
 // Name is the transport's registered name.
@@ -559,23 +560,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		m.droppedV = register(reg, m.droppedV)
-		m.retries = register(reg, m.retries)
+		m.droppedV = promreg.Register(reg, m.droppedV)
+		m.retries = promreg.Register(reg, m.retries)
 	}
 	return m
-}
-
-// register registers c with reg, or returns the collector already there.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *metrics) dropped(reason string) { m.droppedV.WithLabelValues(reason).Inc() }

@@ -21,6 +21,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	switchboard "github.com/switchboard-rtc/switchboard/clients/go"
+	"github.com/switchboard-rtc/switchboard/clients/go/internal/keepalive"
 )
 
 // Name is the name the transport is registered under (Options.Transport).
@@ -52,9 +53,9 @@ const (
 	silenceSlack = 2 * time.Minute
 )
 
-// keepAliveKey names the payload field of the connection's own keepalive
-// pings, whose pongs Recv does not return.
-const keepAliveKey = "switchboard_email_keepalive"
+// pingMarker marks the connection's own keepalive pings, whose pongs Recv
+// does not return.
+const pingMarker = keepalive.Marker("switchboard_email_keepalive")
 
 func init() { switchboard.RegisterTransport(Name, NewDialFunc(Config{})) }
 
@@ -707,7 +708,7 @@ func (c *conn) Recv(ctx context.Context) ([]switchboard.Envelope, error) {
 		c.mu.Unlock()
 		out := envs[:0:0]
 		for _, env := range envs {
-			if env.Type == switchboard.TypePong && isKeepAlive(env.Payload) {
+			if env.Type == switchboard.TypePong && pingMarker.Is(env.Payload) {
 				continue
 			}
 			out = append(out, env)
@@ -741,7 +742,7 @@ func (c *conn) keepAliveLoop() {
 	defer close(c.aliveDone)
 	tick := time.NewTicker(min(max(c.cfg.AckDelay/4, 50*time.Millisecond), 5*time.Second))
 	defer tick.Stop()
-	payload, _ := json.Marshal(map[string]bool{keepAliveKey: true})
+	payload := pingMarker.Payload()
 	for {
 		select {
 		case <-c.closed:
@@ -770,15 +771,6 @@ func (c *conn) keepAliveLoop() {
 		}
 		cancel()
 	}
-}
-
-func isKeepAlive(payload json.RawMessage) bool {
-	var p map[string]json.RawMessage
-	if json.Unmarshal(payload, &p) != nil || len(p) != 1 {
-		return false
-	}
-	_, ok := p[keepAliveKey]
-	return ok
 }
 
 // Close mails leave when leave is set, then logs out of the mailbox.

@@ -63,7 +63,7 @@ func TestEnvelopeWithSession(t *testing.T) {
 	if want := `{"v":1,"type":"message","id":"x-1","to":"bob","payload":{"a":1},"session":"0123"}`; string(data) != want {
 		t.Fatalf("got %s, want %s", data, want)
 	}
-	if !isKeepAlive(json.RawMessage(`{"switchboard_redis_keepalive":true}`)) || isKeepAlive(json.RawMessage(`{"switchboard_confirm":3}`)) || isKeepAlive(nil) {
-		t.Fatal("isKeepAlive")
+	if !pingMarker.Is(json.RawMessage(`{"switchboard_redis_keepalive":true}`)) || pingMarker.Is(json.RawMessage(`{"switchboard_confirm":3}`)) || pingMarker.Is(nil) {
+		t.Fatal("pingMarker.Is")
 	}
 }

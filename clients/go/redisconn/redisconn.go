@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	switchboard "github.com/switchboard-rtc/switchboard/clients/go"
+	"github.com/switchboard-rtc/switchboard/clients/go/internal/keepalive"
 )
 
 // Name is the name the transport is registered under (Options.Transport).
@@ -48,9 +49,9 @@ const (
 	silenceSlack = 10 * time.Second
 )
 
-// keepAliveKey names the payload field of the connection's own keepalive
-// pings, whose pongs Recv does not return.
-const keepAliveKey = "switchboard_redis_keepalive"
+// pingMarker marks the connection's own keepalive pings, whose pongs Recv
+// does not return.
+const pingMarker = keepalive.Marker("switchboard_redis_keepalive")
 
 func init() { switchboard.RegisterTransport(Name, NewDialFunc(Config{})) }
 
@@ -561,7 +562,7 @@ func (c *conn) Recv(ctx context.Context) ([]switchboard.Envelope, error) {
 			if err := json.Unmarshal([]byte(m.Payload), &env); err != nil {
 				return nil, fmt.Errorf("redisconn: malformed envelope from broker: %w", err)
 			}
-			if env.Type == switchboard.TypePong && isKeepAlive(env.Payload) {
+			if env.Type == switchboard.TypePong && pingMarker.Is(env.Payload) {
 				continue
 			}
 			envs = append(envs, env)
@@ -604,7 +605,7 @@ func (c *conn) keepAliveLoop() {
 	tick := time.NewTicker(min(max(c.keepAlive/10, 50*time.Millisecond), time.Second))
 	defer tick.Stop()
 	var lastPing time.Time
-	payload, _ := json.Marshal(map[string]bool{keepAliveKey: true})
+	payload := pingMarker.Payload()
 	ping := switchboard.Envelope{V: switchboard.Version, Type: switchboard.TypePing, Payload: payload}
 	for {
 		select {
@@ -623,15 +624,6 @@ func (c *conn) keepAliveLoop() {
 		_ = c.send(ctx, ping)
 		cancel()
 	}
-}
-
-func isKeepAlive(payload json.RawMessage) bool {
-	var p map[string]json.RawMessage
-	if json.Unmarshal(payload, &p) != nil || len(p) != 1 {
-		return false
-	}
-	_, ok := p[keepAliveKey]
-	return ok
 }
 
 // Close publishes leave when leave is set, then closes the connection.

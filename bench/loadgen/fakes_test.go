@@ -13,7 +13,7 @@ import (
 )
 
 // fakeBroker is a small stand-in for the Switchboard broker, enough of
-// PROTOCOL.md for the driver's tests: join and welcome, seq numbering,
+// docs/protocol.md for the driver's tests: join and welcome, seq numbering,
 // peer-joined, routing by to, ack, the mailbox bound with slow-consumer, and
 // long-polling. It has no offline hold: a message for an absent peer is
 // answered with peer-unavailable at once.

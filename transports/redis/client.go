@@ -12,7 +12,7 @@ import (
 // DefaultURL is the Redis server used when neither URL nor Addrs is set.
 const DefaultURL = "redis://localhost:6379/0"
 
-// DefaultPrefix starts every key and channel name (PROTOCOL.md's P).
+// DefaultPrefix starts every key and channel name (docs/protocol.md's P).
 const DefaultPrefix = "switchboard"
 
 // ClientOptions names a Redis deployment: one server (URL), a Redis Cluster

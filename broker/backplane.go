@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 )
 
@@ -69,8 +70,12 @@ type Backplane interface {
 // several Brokers in one process makes them a cluster; a Broker given none
 // makes its own. The zero value is ready to use.
 type MemoryBackplane struct {
-	mu    sync.Mutex
-	rooms map[string]map[string]Member
+	mu sync.Mutex
+	// rooms holds each room's members in the order they claimed their
+	// ids: a slice, not a map, as most rooms have a few members and a map
+	// of a few entries costs several times as much (it is most of the
+	// broker's memory per idle peer after the session itself).
+	rooms map[string][]Member
 	subs  map[*memorySub]struct{}
 }
 
@@ -89,17 +94,17 @@ func (m *MemoryBackplane) Claim(_ context.Context, room string, mem Member) erro
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.rooms == nil {
-		m.rooms = make(map[string]map[string]Member)
+		m.rooms = make(map[string][]Member)
 	}
 	r := m.rooms[room]
-	if r == nil {
-		r = make(map[string]Member)
-		m.rooms[room] = r
+	if i := memberIndex(r, mem.Peer); i >= 0 {
+		if r[i].Session != mem.Session {
+			return Errorf(CodePeerIDTaken, "peer id %s is taken in room %s", mem.Peer, room)
+		}
+		r[i] = mem
+		return nil
 	}
-	if cur, ok := r[mem.Peer]; ok && cur.Session != mem.Session {
-		return Errorf(CodePeerIDTaken, "peer id %s is taken in room %s", mem.Peer, room)
-	}
-	r[mem.Peer] = mem
+	m.rooms[room] = append(r, mem)
 	return nil
 }
 
@@ -108,10 +113,11 @@ func (m *MemoryBackplane) Release(_ context.Context, room string, mem Member) er
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.rooms[room]
-	if cur, ok := r[mem.Peer]; ok && cur.Session == mem.Session {
-		delete(r, mem.Peer)
-		if len(r) == 0 {
+	if i := memberIndex(r, mem.Peer); i >= 0 && r[i].Session == mem.Session {
+		if len(r) == 1 {
 			delete(m.rooms, room)
+		} else {
+			m.rooms[room] = slices.Delete(r, i, i+1)
 		}
 	}
 	return nil
@@ -122,11 +128,12 @@ func (m *MemoryBackplane) Members(_ context.Context, room string) ([]Member, err
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.rooms[room]
-	out := make([]Member, 0, len(r))
-	for _, mem := range r {
-		out = append(out, mem)
-	}
-	return out, nil
+	return append(make([]Member, 0, len(r)), r...), nil
+}
+
+// memberIndex returns the index of peer's entry in members, or -1.
+func memberIndex(members []Member, peer string) int {
+	return slices.IndexFunc(members, func(m Member) bool { return m.Peer == peer })
 }
 
 // Publish implements Backplane. It queues ev for every other node's

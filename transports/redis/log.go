@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // clientLogEvery is how often one kind of go-redis message (by its format)
@@ -39,7 +39,7 @@ var (
 // routeClientLog makes go-redis log through log from now on.
 func routeClientLog(log *slog.Logger) {
 	clientLogger.log.Store(log)
-	clientLoggerOnce.Do(func() { redis.SetLogger(clientLogger) })
+	clientLoggerOnce.Do(func() { goredis.SetLogger(clientLogger) })
 }
 
 // Printf implements go-redis's internal.Logging: the line is logged as a

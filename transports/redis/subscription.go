@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // Timings of a subscription.
@@ -28,7 +28,7 @@ const (
 )
 
 // errNotSubscribed is what Err reports before the first subscription is confirmed.
-var errNotSubscribed = errors.New("redistransport: not subscribed yet")
+var errNotSubscribed = errors.New("redis: not subscribed yet")
 
 // subscription keeps one connection subscribed to a fixed set of channels,
 // whatever happens to Redis: it reads messages and hands them to handle, in
@@ -38,9 +38,9 @@ var errNotSubscribed = errors.New("redistransport: not subscribed yet")
 // fails, and it cannot tell its caller; owning the loop lets Err report an
 // outage while it lasts and onSubscribed run after every (re)subscription.
 type subscription struct {
-	client       redis.UniversalClient
+	client       goredis.UniversalClient
 	channels     []string
-	handle       func(*redis.Message)
+	handle       func(*goredis.Message)
 	onSubscribed func(again bool) // after every confirmed subscription; again: not the first
 	log          *slog.Logger
 
@@ -48,7 +48,7 @@ type subscription struct {
 	first     chan struct{} // closed at the first confirmed subscription
 
 	mu       sync.Mutex
-	ps       *redis.PubSub
+	ps       *goredis.PubSub
 	err      error // nil while subscribed
 	since    time.Time
 	attempts int // failed attempts in the current outage
@@ -57,7 +57,7 @@ type subscription struct {
 	done     chan struct{}
 }
 
-func newSubscription(client redis.UniversalClient, channels []string, log *slog.Logger, handle func(*redis.Message)) *subscription {
+func newSubscription(client goredis.UniversalClient, channels []string, log *slog.Logger, handle func(*goredis.Message)) *subscription {
 	return &subscription{
 		client:   client,
 		channels: channels,
@@ -208,7 +208,7 @@ func (s *subscription) run() {
 
 // read takes messages from ps until its connection fails; confirmed is called
 // once every channel's subscription is confirmed.
-func (s *subscription) read(ps *redis.PubSub, confirmed func()) error {
+func (s *subscription) read(ps *goredis.PubSub, confirmed func()) error {
 	pinged := false
 	ctx := context.Background()
 	for {
@@ -229,11 +229,11 @@ func (s *subscription) read(ps *redis.PubSub, confirmed func()) error {
 		}
 		pinged = false
 		switch m := msg.(type) {
-		case *redis.Subscription:
+		case *goredis.Subscription:
 			if m.Kind == "subscribe" && m.Count == len(s.channels) {
 				confirmed()
 			}
-		case *redis.Message:
+		case *goredis.Message:
 			s.handle(m)
 		}
 	}

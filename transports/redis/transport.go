@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/internal/promreg"
@@ -69,7 +69,7 @@ type Options struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// Client, if set, is used instead of a client made from ClientOptions;
 	// the transport does not close it.
-	Client redis.UniversalClient `yaml:"-"`
+	Client goredis.UniversalClient `yaml:"-"`
 }
 
 // Transport serves peers over Redis pub/sub: it reads envelopes from
@@ -78,7 +78,7 @@ type Options struct {
 // It is safe for concurrent use.
 type Transport struct {
 	opts    Options
-	client  redis.UniversalClient
+	client  goredis.UniversalClient
 	own     bool // the client is ours to close
 	cluster bool // PUBLISH counts cannot confirm delivery
 	keys    keys
@@ -137,7 +137,7 @@ func (t *Transport) Ready() error {
 	sub, running := t.sub, t.running
 	t.mu.Unlock()
 	if !running || sub == nil {
-		return errors.New("redistransport: not running")
+		return errors.New("redis: not running")
 	}
 	return sub.Err()
 }
@@ -152,7 +152,7 @@ func (t *Transport) Run(ctx context.Context, b *broker.Broker) error {
 	t.mu.Lock()
 	if t.running || t.stopping {
 		t.mu.Unlock()
-		return errors.New("redistransport: Run called twice")
+		return errors.New("redis: Run called twice")
 	}
 	t.b = b
 	t.log = b.Logger().With("transport", Name)
@@ -310,7 +310,7 @@ func parseDeep(data []byte) (inbound, bool) {
 // receive takes one message from Prefix:in. It runs on the subscription's
 // goroutine, so it only sorts messages: envelopes of a joined session go to
 // that session's handler, joins to a goroutine of their own.
-func (t *Transport) receive(msg *redis.Message) {
+func (t *Transport) receive(msg *goredis.Message) {
 	data := []byte(msg.Payload)
 	if len(data) > hardLimit*t.maxEnv {
 		t.drop("too-large", "message on the input channel is far past the envelope limit", "bytes", len(data))
@@ -430,7 +430,7 @@ func (t *Transport) join(data []byte, in inbound) {
 }
 
 // errNotMine means another node answers the join.
-var errNotMine = errors.New("redistransport: another node answers this join")
+var errNotMine = errors.New("redis: another node answers this join")
 
 func (t *Transport) admit(ctx context.Context, data []byte, in inbound) (*broker.Joined, error) {
 	if len(data) > t.maxEnv+fieldAllowance+len(in.reply) {

@@ -80,6 +80,8 @@ type Server struct {
 	base       context.Context
 	cancelBase context.CancelFunc
 
+	resumed *resumed // connections transports hijacked and hand back
+
 	connsMu sync.Mutex
 	conns   map[net.Conn]http.ConnState // connections not hijacked or closed
 	cutAt   time.Time                   // set when shutdown starts: when reads fail (writes: ShutdownGrace later)
@@ -100,7 +102,7 @@ func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 	if len(opts.Origins.Allowed) == 0 {
 		opts.Origins.Allowed = opts.AllowedOrigins
 	}
-	s := &Server{opts: opts, b: b, conns: make(map[net.Conn]http.ConnState)}
+	s := &Server{opts: opts, b: b, conns: make(map[net.Conn]http.ConnState), resumed: newResumed()}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	r := chi.NewRouter()
 	r.Use(recoverer(b.Logger()))
@@ -144,6 +146,9 @@ func New(b *broker.Broker, opts Options, ts ...broker.Transport) *Server {
 		names = append(names, t.Name())
 		if m, ok := t.(broker.HTTPTransport); ok {
 			m.Mount(r, b)
+		}
+		if rc, ok := t.(ConnResumer); ok {
+			rc.ResumeConnsWith(s.resumed.resume)
 		}
 	}
 	list, _ := json.Marshal(struct {
@@ -203,8 +208,17 @@ func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts connections on ln until Shutdown, and serves the
+// connections transports hand back (ConnResumer) beside them.
 func (s *Server) Serve(ln net.Listener) error {
+	s.resumed.start.Do(func() {
+		s.resumed.addr = ln.Addr()
+		s.resumed.serving.Store(true)
+		go func() {
+			_ = s.srv.Serve(s.resumed) // ends with ErrServerClosed at Shutdown
+			s.resumed.Close()
+		}()
+	})
 	err := s.srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -241,6 +255,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		time.AfterFunc(ShutdownGrace, s.cancelBase)
 	}
 	s.connsMu.Unlock()
+	s.resumed.Close()
 	return s.srv.Shutdown(ctx)
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -55,6 +56,11 @@ type Options struct {
 	Origins origin.Policy `yaml:"-"`
 	// IdleTimeout ends a session that nobody polls for this long. Default: 60 s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// ParkAfter is how long a GET waits with nothing to deliver before the
+	// transport parks it: it keeps the connection and lets the request's
+	// goroutines and buffers go (park.go). Default: DefaultParkAfter (1 s);
+	// negative: never.
+	ParkAfter time.Duration `yaml:"park_after"`
 }
 
 // Transport serves peers over HTTP long-polling. Mount it, then Run it.
@@ -70,6 +76,11 @@ type Transport struct {
 	stopping bool
 	stopped  chan struct{} // closed at shutdown: waiting GETs answer at once
 	polls    sync.WaitGroup
+	parked   map[*parked]struct{} // polls waiting without a goroutine (park.go)
+
+	// resume hands a hijacked connection back to the HTTP server; nil
+	// where the server does not take connections back (no poll is parked).
+	resume func(net.Conn) bool
 }
 
 var _ broker.HTTPTransport = (*Transport)(nil)
@@ -79,10 +90,13 @@ func New(opts Options) *Transport {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
+	if opts.ParkAfter == 0 {
+		opts.ParkAfter = DefaultParkAfter
+	}
 	if len(opts.Origins.Allowed) == 0 {
 		opts.Origins.Allowed = opts.AllowedOrigins
 	}
-	return &Transport{opts: opts, stopped: make(chan struct{}), log: slog.Default()}
+	return &Transport{opts: opts, stopped: make(chan struct{}), log: slog.Default(), parked: make(map[*parked]struct{})}
 }
 
 // Options returns the transport's options, defaults applied.
@@ -119,6 +133,7 @@ func (t *Transport) Run(ctx context.Context, _ *broker.Broker) error {
 		close(t.stopped)
 	}
 	t.mu.Unlock()
+	t.wakeParked()
 	t.polls.Wait()
 	return nil
 }
@@ -353,11 +368,24 @@ func (t *Transport) poll(w http.ResponseWriter, r *http.Request) {
 	}
 	t.polls.Add(1)
 	t.mu.Unlock()
-	defer t.polls.Done()
-	att := s.Attach()
-	defer att.Detach()
-	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(waitSec)*time.Second)
+	until := time.Now().Add(time.Duration(waitSec) * time.Second)
+	p := &parked{t: t, s: s, after: after}
+	p.att = s.AttachFunc(p.onGone)
+	defer func() {
+		if p.state.Load() == waiting { // else the parked poll's answer does this
+			p.att.Detach()
+			t.polls.Done()
+		}
+	}()
+	att := p.att
+	ctx, cancel := context.WithDeadline(r.Context(), until)
 	defer cancel()
+	var parkTimer <-chan time.Time
+	if t.canPark(w, r) {
+		pt := time.NewTimer(t.opts.ParkAfter)
+		defer pt.Stop()
+		parkTimer = pt.C
+	}
 	for {
 		frames, _, wait, err := att.Pending(after)
 		if errors.Is(err, broker.ErrSuperseded) {
@@ -381,6 +409,12 @@ func (t *Transport) poll(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case <-wait:
+			continue
+		case <-parkTimer:
+			if t.park(w, p, until) {
+				return
+			}
+			parkTimer = nil
 			continue
 		case <-ctx.Done():
 		case <-att.Gone():

@@ -31,14 +31,12 @@ type conn struct {
 	t    *Transport
 	nc   net.Conn
 	raw  syscall.RawConn // for reads that must not wait; nil without a poller
-	max  int             // the broker's largest envelope
 	sess *broker.Session
 
 	after    uint64                 // last seq written; owned by the flushing goroutine
 	flushing atomic.Bool            // a flush runs
 	kickFn   func()                 // kick, made once
-	heard    atomic.Bool            // the peer was heard from since the timer last ran
-	timer    *time.Timer            // pings, and drops the connection once silent too long
+	heard    atomic.Bool            // the peer was heard from since tick last ran
 	tracked  bool                   // counted by the transport; set before serve starts
 	ended    atomic.Bool            // set once, under mu, by end
 	poll     atomic.Pointer[poller] // the poller it is registered with
@@ -47,9 +45,10 @@ type conn struct {
 	mu  sync.Mutex // guards att, and orders it with ended
 	att *broker.Attachment
 
-	// Timer state, owned by the timer's function.
-	lastHeard time.Time // when the timer last found the peer heard from
-	lastPing  time.Time
+	// Keep-alive state, owned by tick (which the transport's wheel runs):
+	// monotonic times, as since epoch.
+	lastHeard time.Duration // when tick last found the peer heard from
+	lastPing  time.Duration
 
 	// Read state, owned by whichever goroutine is reading (one at a time,
 	// ordered by rstate).
@@ -73,12 +72,13 @@ var (
 // errFrameType refuses binary frames.
 var errFrameType = errors.New("websocket: envelopes travel in text frames")
 
+// epoch is the origin of the connections' keep-alive times.
+var epoch = time.Now()
+
 func newConn(t *Transport, nc net.Conn) *conn {
-	c := &conn{t: t, nc: nc, lastHeard: time.Now()}
+	c := &conn{t: t, nc: nc, lastHeard: time.Since(epoch)}
 	c.kickFn = c.kick
 	c.lastPing = c.lastHeard
-	c.timer = time.AfterFunc(time.Hour, c.tick)
-	c.timer.Stop() // set going once the peer has joined
 	return c
 }
 
@@ -97,7 +97,6 @@ func (c *conn) serve() {
 			c.closeWith(closeInternal, "internal error")
 		}
 	}()
-	c.max = c.t.b.Options().MaxEnvelope
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.t.opts.JoinTimeout))
 	err := c.readJoin()
 	_ = c.nc.SetReadDeadline(time.Time{})
@@ -123,7 +122,7 @@ func (c *conn) serve() {
 		c.end()
 		return
 	}
-	c.timer.Reset(c.tickEvery())
+	c.t.wheel.schedule(c, c.t.tickEvery())
 	c.kick()
 	if p := c.t.poller(); p != nil && c.useRaw() {
 		c.poll.Store(p)
@@ -326,7 +325,7 @@ func (c *conn) pump(buf []byte, have int, read func([]byte) (int, error)) ([]byt
 // bytes they took and, when the next frame is not whole, how many bytes it
 // needs if that is known.
 func (c *conn) consume(b []byte) (used, need int, err error) {
-	hardMax := 16 * c.max // past this the connection is failed with 1009
+	hardMax := 16 * c.t.maxEnv // past this the connection is failed with 1009
 	for used < len(b) {
 		if c.skip > 0 {
 			k := min(c.skip, len(b)-used)
@@ -338,7 +337,7 @@ func (c *conn) consume(b []byte) (used, need int, err error) {
 		if err != nil || !ok {
 			return used, 0, err
 		}
-		if h.op < opClose && h.length > c.max {
+		if h.op < opClose && h.length > c.t.maxEnv {
 			used += h.size
 			c.skip = h.length
 			if err := c.tooLarge(h); err != nil {
@@ -380,7 +379,7 @@ func (c *conn) tooLarge(h header) error {
 	}
 	c.frag = nil
 	c.fragDrop = c.fragOp != 0
-	return c.refuse(broker.Errorf(broker.CodeTooLarge, "envelope is over %d bytes, the limit is %d", h.length, c.max))
+	return c.refuse(broker.Errorf(broker.CodeTooLarge, "envelope is over %d bytes, the limit is %d", h.length, c.t.maxEnv))
 }
 
 // frame acts on one whole frame whose payload is p.
@@ -416,9 +415,9 @@ func (c *conn) frame(h header, p []byte) error {
 		return errContinuation
 	}
 	if !c.fragDrop {
-		if len(c.frag)+len(p) > c.max {
+		if len(c.frag)+len(p) > c.t.maxEnv {
 			c.frag, c.fragDrop = nil, true
-			if err := c.refuse(broker.Errorf(broker.CodeTooLarge, "envelope is over %d bytes, the limit is %d", c.max, c.max)); err != nil {
+			if err := c.refuse(broker.Errorf(broker.CodeTooLarge, "envelope is over %d bytes, the limit is %d", c.t.maxEnv, c.t.maxEnv)); err != nil {
 				return err
 			}
 		} else {
@@ -463,7 +462,7 @@ func (c *conn) refuse(e *broker.Error) error {
 
 // join admits the peer whose join envelope is data, returning errJoined.
 func (c *conn) join(data []byte) error {
-	env, err := broker.Decode(data, c.max)
+	env, err := broker.Decode(data, c.t.maxEnv)
 	if err != nil {
 		return err
 	}
@@ -497,7 +496,7 @@ func (c *conn) failure(err error) *closing {
 	case errors.As(err, &pe):
 		return &closing{closeProtocolError, string(pe)}
 	case errors.Is(err, errTooBig):
-		return &closing{closeTooBig, fmt.Sprintf("frame over %d bytes", 16*c.max)}
+		return &closing{closeTooBig, fmt.Sprintf("frame over %d bytes", 16*c.t.maxEnv)}
 	}
 	return nil
 }
@@ -519,36 +518,32 @@ func (c *conn) readEnded(err error) {
 	c.end()
 }
 
-// tickEvery is how often the timer runs: often enough to ping on time and
-// to notice silence within a quarter of the idle timeout.
-func (c *conn) tickEvery() time.Duration {
-	return min(c.t.opts.PingInterval, c.t.opts.IdleTimeout/4)
-}
-
 // tick pings the peer when a ping is due, or drops the connection once it
-// has been silent for the idle timeout, and sets itself for the next time.
-// Reads only raise a flag, which tick turns into a time.
+// has been silent for the idle timeout, and schedules itself for the next
+// time on the transport's wheel. Reads only raise a flag, which tick turns
+// into a time.
 func (c *conn) tick() {
+	defer c.recoverPanic()
 	if c.ended.Load() {
 		return
 	}
-	now := time.Now()
+	now := time.Since(epoch)
 	if c.heard.Swap(false) {
 		c.lastHeard = now
 	}
-	if silent := now.Sub(c.lastHeard); silent >= c.t.opts.IdleTimeout {
+	if silent := now - c.lastHeard; silent >= c.t.opts.IdleTimeout {
 		c.sess.Logger().Info("websocket connection silent; dropped", "silent", silent.Round(time.Millisecond))
 		c.closeWith(closeGoingAway, "idle timeout")
 		return
 	}
-	if now.Sub(c.lastPing) >= c.t.opts.PingInterval {
+	if now-c.lastPing >= c.t.opts.PingInterval {
 		c.lastPing = now
 		if err := c.writeControl(opPing, nil); err != nil {
 			c.end()
 			return
 		}
 	}
-	c.timer.Reset(min(c.tickEvery(), c.t.opts.PingInterval-now.Sub(c.lastPing)))
+	c.t.wheel.schedule(c, min(c.t.tickEvery(), c.t.opts.PingInterval-(now-c.lastPing)))
 }
 
 // writeControl writes one control frame within the write timeout.
@@ -581,7 +576,6 @@ func (c *conn) end() {
 	c.ended.Store(true)
 	att := c.att
 	c.mu.Unlock()
-	c.timer.Stop()
 	if p := c.poll.Load(); p != nil {
 		p.remove(c)
 	}

@@ -90,6 +90,8 @@ type Transport struct {
 	poll     *poller // nil where readiness polling is unavailable
 	noPoll   bool    // tests: read as where there is no poller
 	work     *workers
+	wheel    *wheel // runs the connections' keep-alive checks
+	maxEnv   int    // the broker's largest envelope, set by Mount
 }
 
 var _ broker.HTTPTransport = (*Transport)(nil)
@@ -101,6 +103,7 @@ func New(opts Options) *Transport {
 		opts.Origins.Allowed = opts.AllowedOrigins
 	}
 	t := &Transport{opts: opts, conns: make(map[*conn]struct{}), log: slog.Default(), work: newWorkers()}
+	t.wheel = newWheel(t.tickEvery(), t.work)
 	t.upgrader = gorilla.Upgrader{
 		ReadBufferSize:  handshakeReadBuffer,
 		WriteBufferSize: handshakeWriteBuffer,
@@ -118,6 +121,7 @@ func (t *Transport) Name() string { return Name }
 // peers of b.
 func (t *Transport) Mount(mux broker.Mux, b *broker.Broker) {
 	t.b = b
+	t.maxEnv = b.Options().MaxEnvelope
 	t.log = b.Logger().With("transport", Name)
 	mux.Handle("GET /v1/ws", http.HandlerFunc(t.ServeHTTP))
 }
@@ -133,10 +137,18 @@ func (t *Transport) Run(ctx context.Context, _ *broker.Broker) error {
 	}
 	t.mu.Unlock()
 	t.wg.Wait()
+	t.wheel.close()
 	if p := t.poller(); p != nil {
 		p.close()
 	}
 	return nil
+}
+
+// tickEvery is how often a connection's keep-alive check runs: often
+// enough to ping on time and to notice silence within a quarter of the
+// idle timeout.
+func (t *Transport) tickEvery() time.Duration {
+	return min(t.opts.PingInterval, t.opts.IdleTimeout/4)
 }
 
 // poller returns the transport's readiness poller, started at first use;

@@ -14,10 +14,11 @@ type workers struct {
 	tasks chan task // unbuffered: a send succeeds only to a waiting worker
 }
 
-// task is a connection's read (p set) or flush.
+// task is a connection's read (p set), keep-alive check (tick) or flush.
 type task struct {
-	c *conn
-	p *poller
+	c    *conn
+	p    *poller
+	tick bool
 }
 
 func newWorkers() *workers { return &workers{tasks: make(chan task)} }
@@ -46,9 +47,12 @@ func (w *workers) work(t task) {
 }
 
 func (t task) run() {
-	if t.p != nil {
+	switch {
+	case t.p != nil:
 		t.c.readable(t.p)
-	} else {
+	case t.tick:
+		t.c.tick()
+	default:
 		t.c.flush()
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
 )
 
 var (
@@ -46,15 +45,16 @@ func BenchmarkEncodeWithSeq(b *testing.B) {
 
 func BenchmarkMailbox(b *testing.B) {
 	f := newFrame(&Envelope{Type: TypeCandidate, Room: "demo", From: "alice", To: "bob", Payload: []byte(`{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}`)})
-	m := sessionBox{maxMsgs: 1024, maxSize: 1 << 20}
+	var m mailbox
+	buf := make([]Stored, 0, 1)
 	b.ReportAllocs()
 	for b.Loop() {
-		// append, hand out, acknowledge: one message's life in a sessionBox
-		if _, ok := m.push(f, time.Time{}); !ok {
+		// append, hand out, acknowledge: one message's life in a mailbox
+		if _, slow := m.push(f.body, 1024, 1<<20); slow {
 			b.Fatal("slow consumer")
 		}
-		es, _ := m.after(m.last-1, maxBatch)
-		m.ack(es[0].seq)
+		es, _ := m.after(m.last-1, maxBatch, buf[:0])
+		m.ack(es[0].Seq)
 	}
 }
 

@@ -23,6 +23,21 @@ type Broker struct {
 	log  *slog.Logger
 	m    *metrics
 	bp   Backplane
+	// store holds every session's mailbox: Options.Store, or a MemoryStore
+	// of this node's own; shared says it is Options.Store, which every
+	// node of the cluster reaches (a session may then move between nodes,
+	// and a message for a peer on another node goes into the store).
+	store  Store
+	shared bool
+
+	// ctx ends when the broker closes; every store and backplane call is
+	// made within it (see opCtx), and wg counts the goroutines the broker
+	// started, which Close waits for.
+	ctx    context.Context
+	cancel context.CancelFunc
+	op     atomic.Pointer[opContext]
+	opMu   sync.Mutex
+	wg     sync.WaitGroup
 
 	mu       sync.RWMutex
 	rooms    map[string]*room
@@ -130,9 +145,14 @@ func New(opts Options) *Broker {
 	if b.bp == nil {
 		b.bp = &MemoryBackplane{}
 	}
+	b.store, b.shared = opts.Store, opts.Store != nil
+	if b.store == nil {
+		b.store = &MemoryStore{}
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.m = newMetrics(opts.Registerer, b)
 	b.unsubscribe = b.bp.Subscribe(opts.NodeID, b.remote)
-	if opts.Store != nil {
+	if b.shared {
 		stop := make(chan struct{})
 		go b.touchLoop(stop)
 		unsub := b.unsubscribe
@@ -166,7 +186,7 @@ func (b *Broker) Session(id string) (*Session, bool) {
 	b.mu.RLock()
 	s, ok := b.sessions[id]
 	b.mu.RUnlock()
-	if ok || b.opts.Store == nil || b.closing.Load() {
+	if ok || !b.shared || b.closing.Load() {
 		return s, ok
 	}
 	s, err := b.adopt(id)
@@ -265,7 +285,6 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 		meta:      req.Meta,
 		linger:    req.Linger,
 		limiter:   newBucket(b.opts.Rate, b.opts.Burst),
-		mb:        sessionBox{maxMsgs: b.opts.MailboxMessages, maxSize: b.opts.MailboxBytes},
 	}
 	r := b.lockRoom(req.Room, true)
 	defer r.mu.Unlock()
@@ -284,14 +303,10 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 		b.dropRoomIfEmptyLocked(r)
 		return nil, err
 	}
-	if st := b.opts.Store; st != nil {
-		rec := SessionRecord{ID: s.id, Room: r.id, Peer: s.peer, Meta: s.meta, Node: b.opts.NodeID, Transport: s.transport}
-		if err := st.Save(ctx, rec, b.storeTTL()); err != nil {
-			_ = b.bp.Release(ctx, req.Room, me)
-			b.dropRoomIfEmptyLocked(r)
-			return nil, err
-		}
-		s.store = st
+	if err := b.store.Save(ctx, s.record(b.opts.NodeID, 0), b.storeTTL()); err != nil {
+		_ = b.bp.Release(ctx, req.Room, me)
+		b.dropRoomIfEmptyLocked(r)
+		return nil, err
 	}
 	welcome := newFrame(b.welcome(s, members, false))
 	_ = s.enqueue(welcome)
@@ -320,14 +335,9 @@ func (b *Broker) resume(req JoinRequest) (*Joined, error) {
 	if !ok || s.Closed() || s.room.id != req.Room || (req.Peer != "" && req.Peer != s.peer) {
 		return nil, Errorf(CodeSessionExpired, "no session to resume in room %s: start a new one", req.Room)
 	}
-	s.mu.Lock()
-	last, dropped := s.mb.last, s.mb.dropped
-	s.mu.Unlock()
-	if s.store != nil {
-		var err error
-		if last, dropped, err = s.store.Seqs(context.Background(), s.id); err != nil {
-			return nil, err
-		}
+	last, dropped, err := b.store.Seqs(b.opCtx(), s.id)
+	if err != nil {
+		return nil, err
 	}
 	if req.Resume.LastSeq > last {
 		return nil, Errorf(CodeBadRequest, "last_seq %d was never sent", req.Resume.LastSeq)
@@ -347,15 +357,10 @@ func (b *Broker) resume(req JoinRequest) (*Joined, error) {
 	if previous != req.Transport {
 		b.m.sessionClosed(previous)
 		b.m.sessionOpened(req.Transport)
-		if s.store != nil {
-			// The store says which transport carries the session, for
-			// the nodes that may be asked to take it over.
-			ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-			rec := SessionRecord{ID: s.id, Room: s.room.id, Peer: s.peer, Meta: s.meta, Node: b.opts.NodeID, Transport: req.Transport}
-			if err := s.store.Save(ctx, rec, b.storeTTL()); err != nil {
-				s.logger().Error("recording the session's new transport in the store", "error", err)
-			}
-			cancel()
+		// The store says which transport carries the session, for the
+		// nodes that may be asked to take it over.
+		if err := b.store.Save(b.opCtx(), s.record(b.opts.NodeID, 0), b.storeTTL()); err != nil {
+			s.logger().Error("recording the session's new transport in the store", "error", err)
 		}
 	}
 	members, err := b.bp.Members(context.Background(), s.room.id)
@@ -470,12 +475,8 @@ func (b *Broker) leave(s *Session, reason string) {
 			delete(b.sessions, s.id)
 		}
 		b.mu.Unlock()
-		if st := b.opts.Store; st != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-			defer cancel()
-			if err := st.Delete(ctx, s.id); err != nil {
-				s.logger().Error("forgetting the session in the store", "error", err)
-			}
+		if err := b.store.Delete(b.opCtx(), s.id); err != nil {
+			s.logger().Error("forgetting the session in the store", "error", err)
 		}
 	})
 	b.m.sessionClosed(s.Transport())
@@ -600,7 +601,7 @@ func (b *Broker) route(ctx context.Context, s *Session, env *Envelope) error {
 			}
 		}
 		r.mu.RUnlock()
-		if b.opts.Store == nil {
+		if !b.shared {
 			return b.bp.Publish(ctx, Event{Kind: EventRelay, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Type: f.typ, Body: f.body})
 		}
 		members, err := b.bp.Members(ctx, r.id)
@@ -642,12 +643,11 @@ func (b *Broker) route(ctx context.Context, s *Session, env *Envelope) error {
 // node: into its sessionBox in the store, with word to its node, or over the
 // backplane to its node when there is no store.
 func (b *Broker) deliverRemote(ctx context.Context, room, from string, m Member, f frame) error {
-	st := b.opts.Store
-	if st == nil {
+	if !b.shared {
 		return b.bp.Publish(ctx, Event{Kind: EventRelay, Node: b.opts.NodeID, Room: room, Peer: from, To: m.Peer, Type: f.typ, Body: f.body})
 	}
 	ds := []Delivery{{Session: m.Session, Body: f.body, Max: b.opts.MailboxMessages, MaxBytes: b.opts.MailboxBytes}}
-	err := st.Push(ctx, ds)
+	err := b.store.Push(ctx, ds)
 	if err == nil {
 		err = ds[0].Err
 	}
@@ -773,7 +773,7 @@ func (b *Broker) flushHeldLocked(r *room, peer string) {
 	var remote Member
 	if t == nil {
 		remote = Member{Peer: peer}
-		if b.opts.Store != nil {
+		if b.shared {
 			members, err := b.bp.Members(context.Background(), r.id)
 			if err != nil {
 				b.log.Error("looking up a peer for its held messages", "room", r.id, "error", err)
@@ -857,8 +857,7 @@ func (b *Broker) remote(ev Event) {
 // resync looks at the store again for every session of this node: events
 // that told of new messages may have been lost while the backplane was cut off.
 func (b *Broker) resync() {
-	st := b.opts.Store
-	if st == nil {
+	if !b.shared {
 		return
 	}
 	b.mu.RLock()
@@ -869,7 +868,7 @@ func (b *Broker) resync() {
 	b.mu.RUnlock()
 	for _, s := range all {
 		ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-		last, _, err := st.Seqs(ctx, s.id)
+		last, _, err := b.store.Seqs(ctx, s.id)
 		cancel()
 		if err == nil {
 			s.heard(last)
@@ -888,7 +887,7 @@ func (b *Broker) adopt(id string) (*Session, error) {
 	if ok {
 		return s, nil
 	}
-	st := b.opts.Store
+	st := b.store
 	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
 	defer cancel()
 	rec, err := st.Load(ctx, id)
@@ -908,9 +907,7 @@ func (b *Broker) adopt(id string) (*Session, error) {
 		transport: rec.Transport,
 		linger:    b.opts.ResumeWindow,
 		limiter:   newBucket(b.opts.Rate, b.opts.Burst),
-		store:     st,
-		storeLast: last,
-		mb:        sessionBox{maxMsgs: b.opts.MailboxMessages, maxSize: b.opts.MailboxBytes},
+		last:      last,
 	}
 	r := b.lockRoom(rec.Room, true)
 	defer r.mu.Unlock()
@@ -987,8 +984,9 @@ func (b *Broker) drop(s *Session) {
 	}
 	s.releaseConnLocked()
 	s.wakeLocked()
-	transport, last := s.transport, s.storeLast
+	transport, last, depth := s.transport, s.last, len(s.tail)
 	s.mu.Unlock()
+	b.m.queued(-depth)
 	b.mu.Lock()
 	if b.sessions[s.id] == s {
 		delete(b.sessions, s.id)
@@ -1017,13 +1015,50 @@ func (b *Broker) Close(reason string) {
 	}
 	b.mu.RUnlock()
 	for _, s := range all {
-		if b.opts.Store != nil {
+		if b.shared {
 			b.drop(s) // it may resume on another node
 		} else {
 			s.Close(reason)
 		}
 	}
 	b.closeOnce.Do(b.unsubscribe)
+	b.wg.Wait()
+	b.cancel()
+}
+
+// spawn runs fn in a goroutine of its own, which Close waits for.
+func (b *Broker) spawn(fn func()) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		fn()
+	}()
+}
+
+// opContext is a context that many store and backplane calls share.
+type opContext struct {
+	ctx      context.Context
+	cancel   context.CancelFunc // called by nobody: it lapses at its deadline, or with the broker's
+	deadline time.Time
+}
+
+// opCtx returns the context of one store or backplane call: it ends when
+// the broker closes, and has a deadline storeOp to 5/4 storeOp from now.
+// Calls made close together share one, so that a call allocates nothing
+// for it; each lapses by itself at its deadline.
+func (b *Broker) opCtx() context.Context {
+	if c := b.op.Load(); c != nil && time.Until(c.deadline) >= storeOp {
+		return c.ctx
+	}
+	b.opMu.Lock()
+	defer b.opMu.Unlock()
+	if c := b.op.Load(); c != nil && time.Until(c.deadline) >= storeOp {
+		return c.ctx
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, storeOp*5/4)
+	d, _ := ctx.Deadline()
+	b.op.Store(&opContext{ctx: ctx, cancel: cancel, deadline: d})
+	return ctx
 }
 
 // randomID returns n random bytes, hex-encoded.

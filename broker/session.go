@@ -22,7 +22,7 @@ const (
 // maxBatch is the most frames one Pending call hands out.
 const maxBatch = 256
 
-// Session is one peer's membership of a room: its identity, its sessionBox and
+// Session is one peer's membership of a room: its identity, its mailbox and
 // the connection currently carrying it. A session outlives its connections:
 // when one drops, the session waits out its resume window for the next.
 // Session is safe for concurrent use.
@@ -42,11 +42,12 @@ type Session struct {
 	handling sync.Mutex
 
 	mu      sync.Mutex
-	mb      sessionBox // the frames without seq too, with a Store
 	notify  chan struct{}
 	ready   func() // OnPending's callback, called once
 	closed  bool
-	moved   bool // closed because another node took the session over
+	moved   bool   // closed because another node took the session over
+	wordDue bool   // ending: its last word is on its way to the store
+	wakes   uint32 // counts wakeLocked calls, for a read to tell it missed none
 	conn    *Attachment
 	linger  time.Duration
 	timer   *time.Timer
@@ -61,7 +62,7 @@ type Session struct {
 	seenSince int64
 
 	// heldMsgs and heldBytes count this session's messages held for absent
-	// peers (the offline hold), bounded as its sessionBox is.
+	// peers (the offline hold), bounded as its mailbox is.
 	heldMsgs  int
 	heldBytes int
 
@@ -70,17 +71,23 @@ type Session struct {
 	refusalNext time.Time
 	refusalHeld int
 
-	// In a cluster with a Store, the store is the sessionBox (mb holds only the
-	// frames without seq, within the same bound) and
-	// storeLast is the last seq this node has heard of. tail is a copy of
-	// the latest messages stored for the session (by this node, or told of
-	// with their wake by another), contiguous seqs, which Take hands out
-	// without asking the store when they are all it needs; marked is the
-	// last seq this node has marked written in the store.
-	store     Store
-	storeLast uint64
-	tail      []entry
+	// The session's mailbox is in the broker's Store (the node's own
+	// MemoryStore, or one the cluster shares); the session keeps this
+	// node's view of it. last is the last seq this node has heard the
+	// store give; tail is a copy of the latest messages heard of (stored
+	// by this node, or told of with their wake by another), contiguous
+	// seqs, tailBytes their size, which reads hand out without asking the
+	// store when they are all a read needs; handed is the last seq handed
+	// to a connection, marked the last one marked written in the store.
+	last      uint64
+	handed    uint64
 	marked    uint64
+	tail      []entry
+	tailBytes int
+	// direct are frames without seq (pong), not kept for resume, waiting
+	// to be written; they count against the mailbox's bound.
+	direct      [][]byte
+	directBytes int
 }
 
 // Attachment is one live connection's hold on a session. A newer connection
@@ -193,99 +200,14 @@ func (s *Session) releaseConnLocked() {
 	s.ready = nil
 }
 
-// pending returns the frames to write after seq after: seqless frames first,
-// then sessionBox entries with seq > after, up to a batch, marking them written.
-// When there are none it returns a channel that is closed when there may be.
-// It fails with an *Error of CodeSessionExpired when after reaches back past
-// what the sessionBox forgot, and with ErrSessionClosed once the session has
-// ended and everything is handed out. Transports read through an
-// Attachment (Example_readLoop), tests and tools with Receive.
-func (s *Session) pending(after uint64) (frames [][]byte, last uint64, wait <-chan struct{}, err error) {
-	s.mu.Lock()
-	if s.store != nil {
-		if s.notify == nil {
-			s.notify = make(chan struct{})
-		}
-		wait = s.notify // taken before looking, so that no wake is missed
-		direct, closed, newer := s.mb.takeDirect(), s.closed, s.storeLast > after
-		s.mu.Unlock()
-		if len(direct) == 0 && !closed && !newer {
-			return nil, after, wait, nil
-		}
-		frames, last, err = s.takeStored(after, direct, closed)
-		if len(frames) > 0 || err != nil {
-			return frames, last, nil, err
-		}
-		return nil, after, wait, nil
-	}
-	defer s.mu.Unlock()
-	frames, last, err = s.takeLocked(after)
-	if len(frames) > 0 || err != nil {
-		return frames, last, nil, err
-	}
-	if s.notify == nil {
-		s.notify = make(chan struct{})
-	}
-	return nil, after, s.notify, nil
-}
-
-// Take is Attachment.Pending without the channel to wait on, for a transport
-// that waits with OnPending instead, with no goroutine per idle connection
-// (the WebSocket transport's readiness poller): it fails with ErrSuperseded
-// once a newer connection has attached.
-func (a *Attachment) Take(after uint64) (frames [][]byte, last uint64, err error) {
-	s := a.s
-	s.mu.Lock()
-	if s.conn != a {
-		s.mu.Unlock()
-		return nil, after, ErrSuperseded
-	}
-	if s.store == nil {
-		defer s.mu.Unlock()
-		return s.takeLocked(after)
-	}
-	direct, closed := s.mb.takeDirect(), s.closed
-	s.mu.Unlock()
-	return s.takeStored(after, direct, closed)
-}
-
-// takeStored is takeLocked for a session whose sessionBox is in the store; it
-// is called without the session's lock.
-func (s *Session) takeStored(after uint64, direct [][]byte, closed bool) ([][]byte, uint64, error) {
-	if frames, last, ok := s.takeTail(after, direct); ok {
-		if len(frames) == 0 && closed {
-			return nil, after, ErrSessionClosed
-		}
-		return frames, last, nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-	defer cancel()
-	stored, err := s.store.Take(ctx, s.id, after, maxBatch, nil)
-	if err != nil {
-		if len(direct) > 0 {
-			return direct, after, nil // the store can wait; these cannot
-		}
-		return nil, after, err
-	}
-	frames, last := direct, after
-	for _, m := range stored {
-		frames = append(frames, frame{body: m.Body}.withSeq(m.Seq))
-		last = m.Seq
-	}
-	if len(frames) == 0 && closed {
-		return nil, after, ErrSessionClosed
-	}
-	return frames, last, nil
-}
-
 // Pending returns the frames to write after seq after: seqless frames first,
-// then sessionBox entries with seq > after, up to a batch, marking them written
-// (the last last-after frames are the numbered ones). When there are none it
-// returns a channel that is closed when there may be. It fails with
-// ErrSuperseded once a newer connection has attached, with an *Error of
-// CodeSessionExpired when after reaches back past what the sessionBox forgot,
-// and with ErrSessionClosed once the session has ended and everything is
-// handed out. It is the one way a transport reads a session
+// then mailbox messages with seq > after, up to a batch, marking them
+// written (the last last-after frames are the numbered ones). When there
+// are none it returns a channel that is closed when there may be. It fails
+// with ErrSuperseded once a newer connection has attached, with an *Error
+// of CodeSessionExpired when after reaches back past what the mailbox
+// forgot, and with ErrSessionClosed once the session has ended and
+// everything is handed out. It is the one way a transport reads a session
 // (Example_readLoop); Take and OnPending are the same read for a writer
 // woken by a poller rather than a goroutine. A request that holds no
 // connection, such as a poll of an ended session, attaches for the read.
@@ -300,6 +222,20 @@ func (a *Attachment) Pending(after uint64) (frames [][]byte, last uint64, wait <
 	return s.pending(after)
 }
 
+// Take is Attachment.Pending without the channel to wait on, for a transport
+// that waits with OnPending instead, with no goroutine per idle connection
+// (the WebSocket transport's readiness poller): it fails with ErrSuperseded
+// once a newer connection has attached.
+func (a *Attachment) Take(after uint64) (frames [][]byte, last uint64, err error) {
+	s := a.s
+	s.mu.Lock()
+	if s.conn != a {
+		s.mu.Unlock()
+		return nil, after, ErrSuperseded
+	}
+	return s.takeUnlock(after)
+}
+
 // OnPending calls fn, once, as soon as Take(after) would give frames or the
 // session has ended: at once if it would now, else when that happens. A
 // superseded attachment's fn is never kept. fn may be called with the
@@ -312,7 +248,7 @@ func (a *Attachment) OnPending(after uint64, fn func()) {
 		s.mu.Unlock()
 		return
 	}
-	now := s.closed || len(s.mb.direct) > 0 || s.lastLocked() > after
+	now := s.readyLocked(after)
 	if !now {
 		s.ready = fn
 	}
@@ -320,27 +256,6 @@ func (a *Attachment) OnPending(after uint64, fn func()) {
 	if now {
 		fn()
 	}
-}
-
-func (s *Session) takeLocked(after uint64) (frames [][]byte, last uint64, err error) {
-	last = after
-	frames = append(frames, s.mb.takeDirect()...)
-	es, ok := s.mb.after(after, maxBatch)
-	if !ok {
-		return nil, after, Errorf(CodeSessionExpired, "messages after seq %d were forgotten", after)
-	}
-	if len(es) > 0 {
-		now := time.Now()
-		for _, e := range es {
-			frames = append(frames, e.data)
-			s.b.m.delivered(e.typ, now.Sub(e.at))
-		}
-		last = es[len(es)-1].seq
-	}
-	if len(frames) == 0 && s.closed {
-		return nil, after, ErrSessionClosed
-	}
-	return frames, last, nil
 }
 
 // Receive waits until there are frames after seq after, then returns them as
@@ -362,114 +277,187 @@ func (s *Session) Receive(ctx context.Context, after uint64) ([][]byte, uint64, 
 	}
 }
 
-// Ack forgets everything up to seq: the peer has processed it.
-func (s *Session) Ack(seq uint64) error {
-	if s.store != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-		defer cancel()
-		ok, err := s.store.Ack(ctx, s.id, seq)
-		if err != nil {
-			return err
+// pending is Attachment.Pending for whatever connection is attached.
+func (s *Session) pending(after uint64) (frames [][]byte, last uint64, wait <-chan struct{}, err error) {
+	for {
+		s.mu.Lock()
+		wakes := s.wakes
+		frames, last, err = s.takeUnlock(after)
+		if len(frames) > 0 || err != nil {
+			return frames, last, nil, err
 		}
 		s.mu.Lock()
-		i := 0
-		for i < len(s.tail) && s.tail[i].seq <= seq {
-			i++
+		if s.wakes != wakes {
+			// Something came while the lock was let go, and woke no one
+			// this read would have heard: look again.
+			s.mu.Unlock()
+			continue
 		}
-		clear(s.tail[:i])
-		s.tail = s.tail[i:]
-		s.mu.Unlock()
-		if !ok {
-			return Errorf(CodeBadRequest, "ack of seq %d, which was never sent", seq)
+		if s.notify == nil {
+			s.notify = make(chan struct{})
 		}
-		return nil
-	}
-	s.mu.Lock()
-	before := s.mb.depth()
-	ok := s.mb.ack(seq)
-	delta := s.mb.depth() - before
-	s.mu.Unlock()
-	s.b.m.queued(delta)
-	if !ok {
-		return Errorf(CodeBadRequest, "ack of seq %d, which was never sent", seq)
-	}
-	return nil
-}
-
-// LastSeq is the last seq given to a message for this session.
-func (s *Session) LastSeq() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastLocked()
-}
-
-func (s *Session) lastLocked() uint64 {
-	if s.store != nil {
-		return s.storeLast
-	}
-	return s.mb.last
-}
-
-// takeTail hands out the messages after seq after without asking the
-// store, when it can: none when this node has heard of none after it (a
-// message another node stores wakes the session when it is heard of), or
-// those in the tail when it holds every one this node has heard of. It
-// marks them written in the store only every so often, often enough that
-// the store's bound drops what was written rather than take the session for
-// a slow consumer (see Store.Push).
-func (s *Session) takeTail(after uint64, direct [][]byte) ([][]byte, uint64, bool) {
-	s.mu.Lock()
-	if after >= s.storeLast {
+		wait = s.notify
 		s.mu.Unlock()
-		return direct, after, true
+		return nil, after, wait, nil
+	}
+}
+
+// readyLocked reports whether a read after seq after would give frames,
+// or the session's end.
+func (s *Session) readyLocked(after uint64) bool {
+	return s.closed || len(s.direct) > 0 || s.last > after
+}
+
+// takeUnlock hands out the frames after seq after, as Pending does without
+// the channel, and lets go of the session's lock, which the caller holds:
+// the seqless frames, then the messages from the tail when it holds all
+// that the read needs, or else from the store. It marks what it hands out
+// written in the store only every so often, often enough that the store's
+// bound forgets what was written rather than take the session for a slow
+// consumer (see Delivery.Max).
+func (s *Session) takeUnlock(after uint64) ([][]byte, uint64, error) {
+	frames := s.direct
+	s.direct, s.directBytes = nil, 0
+	ended := s.closed
+	if after >= s.last {
+		s.mu.Unlock()
+		if len(frames) == 0 && ended {
+			return nil, after, ErrSessionClosed
+		}
+		return frames, after, nil
 	}
 	n := len(s.tail)
-	if n == 0 || s.tail[0].seq > after+1 || s.tail[n-1].seq != s.storeLast {
+	if n == 0 || s.tail[0].seq > after+1 || s.tail[n-1].seq != s.last {
 		s.mu.Unlock()
-		return nil, after, false
+		return s.takeStored(after, frames, ended)
 	}
 	es := s.tail[after+1-s.tail[0].seq:]
 	es = es[:min(len(es), maxBatch)]
-	frames := direct
+	now := time.Now()
 	for _, e := range es {
 		frames = append(frames, e.data)
+		s.b.m.delivered(e.typ, now.Sub(e.at))
 	}
 	last := es[len(es)-1].seq
+	s.handed = max(s.handed, last)
 	mark := last-s.marked >= uint64(max(s.b.opts.MailboxMessages/4, 1))
 	if mark {
 		s.marked = last
 	}
 	s.mu.Unlock()
 	if mark {
-		ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-		if err := s.store.Written(ctx, s.id, last); err != nil {
+		if err := s.b.store.Written(s.b.opCtx(), s.id, last); err != nil {
 			s.logger().Warn("marking messages written in the store", "error", err)
 		}
-		cancel()
 	}
-	return frames, last, true
+	return frames, last, nil
+}
+
+// takeStored reads what the tail does not hold from the store; direct are
+// the seqless frames taken already, ended whether the session had ended.
+func (s *Session) takeStored(after uint64, direct [][]byte, ended bool) ([][]byte, uint64, error) {
+	stored, err := s.b.store.Take(s.b.opCtx(), s.id, after, maxBatch, nil)
+	if err != nil {
+		if len(direct) > 0 {
+			return direct, after, nil // the store can wait; these cannot
+		}
+		return nil, after, err
+	}
+	frames, last := direct, after
+	for _, m := range stored {
+		frames = append(frames, frame{body: m.Body}.withSeq(m.Seq))
+		last = m.Seq
+	}
+	if len(frames) == 0 && ended {
+		return nil, after, ErrSessionClosed
+	}
+	s.mu.Lock()
+	s.handed = max(s.handed, last)
+	s.mu.Unlock()
+	return frames, last, nil
+}
+
+// Ack forgets everything up to seq: the peer has processed it.
+func (s *Session) Ack(seq uint64) error {
+	ok, err := s.b.store.Ack(s.b.opCtx(), s.id, seq)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	i := 0
+	for i < len(s.tail) && s.tail[i].seq <= seq {
+		s.tailBytes -= len(s.tail[i].data)
+		i++
+	}
+	s.trimTailLocked(i)
+	s.mu.Unlock()
+	if !ok {
+		return Errorf(CodeBadRequest, "ack of seq %d, which was never sent", seq)
+	}
+	return nil
+}
+
+// trimTailLocked drops the tail's first n entries (their bytes already
+// uncounted). An emptied tail keeps a small array for the next message
+// (one at a time is the common case, which then allocates nothing), and
+// lets a larger one go: an idle session holds little.
+func (s *Session) trimTailLocked(n int) {
+	if n == 0 {
+		return
+	}
+	if !s.closed {
+		s.b.m.queued(-n)
+	}
+	if n == len(s.tail) {
+		if cap(s.tail) <= 2 {
+			clear(s.tail)
+			s.tail = s.tail[:0]
+		} else {
+			s.tail = nil
+		}
+		s.tailBytes = 0
+		return
+	}
+	clear(s.tail[:n])
+	s.tail = s.tail[n:]
+}
+
+// LastSeq is the last seq given to a message for this session.
+func (s *Session) LastSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
 }
 
 // heardFrame notes that the store gave seq to f, keeping a copy in the
 // tail, and wakes the session's connection. It reports whether another node
 // has taken the session over by then.
 func (s *Session) heardFrame(seq uint64, f frame) (moved bool) {
+	now := time.Now()
 	s.mu.Lock()
 	keep := true
 	switch n := len(s.tail); {
 	case n > 0 && seq == s.tail[n-1].seq+1:
 	case n == 0 || seq > s.tail[n-1].seq+1:
-		clear(s.tail)
-		s.tail = s.tail[:0] // a gap: messages stored by other nodes
+		s.trimTailLocked(n) // a gap: messages stored by other nodes
+		s.tailBytes = 0
 	default:
 		keep = false // older than the tail's last: heard of already
 	}
 	if keep {
-		s.tail = append(s.tail, entry{seq: seq, typ: f.typ, data: f.withSeq(seq)})
-		if over := len(s.tail) - s.b.opts.MailboxMessages; over > 0 {
-			clear(s.tail[:over])
-			s.tail = s.tail[over:]
+		e := entry{seq: seq, typ: f.typ, data: f.withSeq(seq), at: now}
+		s.tail = append(s.tail, e)
+		s.tailBytes += len(e.data)
+		if !s.closed {
+			s.b.m.queued(1)
 		}
+		o := s.b.opts
+		i := 0
+		for len(s.tail)-i > o.MailboxMessages || (s.tailBytes > o.MailboxBytes && len(s.tail)-i > 1) {
+			s.tailBytes -= len(s.tail[i].data)
+			i++
+		}
+		s.trimTailLocked(i)
 	}
 	s.heardLocked(seq)
 	moved = s.moved
@@ -486,8 +474,8 @@ func (s *Session) heard(seq uint64) {
 }
 
 func (s *Session) heardLocked(seq uint64) {
-	if seq > s.storeLast {
-		s.storeLast = seq
+	if seq > s.last {
+		s.last = seq
 	}
 	s.wakeLocked()
 }
@@ -501,6 +489,7 @@ func (s *Session) Closed() bool {
 
 // wakeLocked wakes whoever waits on Pending.
 func (s *Session) wakeLocked() {
+	s.wakes++
 	if s.notify != nil {
 		close(s.notify)
 		s.notify = nil
@@ -516,38 +505,37 @@ func (s *Session) wakeLocked() {
 // with slow-consumer, in the background, since the caller may hold room locks.
 func (s *Session) enqueue(f frame) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.wordDue {
 		s.mu.Unlock()
 		return ErrSessionClosed
 	}
-	if s.store != nil {
-		s.mu.Unlock()
-		return s.enqueueStored(f, s.b.opts.MailboxMessages)
-	}
-	before := s.mb.depth()
-	_, ok := s.mb.push(f, time.Now())
-	delta := s.mb.depth() - before
-	s.wakeLocked()
+	max, maxBytes := s.boundLocked()
 	s.mu.Unlock()
-	s.b.m.queued(delta)
-	if !ok {
-		s.slow()
-	}
-	return nil
+	return s.store(f, max, maxBytes)
 }
 
-// enqueueStored puts f in the session's sessionBox in the store.
-func (s *Session) enqueueStored(f frame, max int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-	defer cancel()
-	seq, slow, err := s.push(ctx, f, max)
+// boundLocked is the bound of the session's mailbox in the store: the
+// mailbox's, less what waits on this node beside it (the seqless frames).
+func (s *Session) boundLocked() (msgs, bytes int) {
+	o := s.b.opts
+	return max(o.MailboxMessages-len(s.direct), 1), max(o.MailboxBytes-s.directBytes, 1)
+}
+
+// oneDelivery holds the one-delivery batches of store, so that handing a
+// message to the store allocates nothing.
+var oneDelivery = sync.Pool{New: func() any { return new([1]Delivery) }}
+
+// store puts f in the session's mailbox, within max messages and maxBytes
+// bytes (max 0: no bound), and tells the session of it.
+func (s *Session) store(f frame, max, maxBytes int) error {
+	ctx := s.b.opCtx()
+	seq, slow, err := s.push(ctx, f, max, maxBytes)
 	if errors.Is(err, ErrNoSession) && !s.Closed() {
 		// The store lost the session (restarted empty): put it back, and
 		// count what it lost as forgotten.
 		s.logger().Warn("the store lost this session; restoring it", "last_seq", s.LastSeq())
-		rec := SessionRecord{ID: s.id, Room: s.room.id, Peer: s.peer, Meta: s.meta, Node: s.b.opts.NodeID, Transport: s.Transport(), Last: s.LastSeq()}
-		if err = s.store.Save(ctx, rec, s.b.storeTTL()); err == nil {
-			seq, slow, err = s.push(ctx, f, max)
+		if err = s.b.store.Save(ctx, s.record(s.b.opts.NodeID, s.LastSeq()), s.b.storeTTL()); err == nil {
+			seq, slow, err = s.push(ctx, f, max, maxBytes)
 		}
 	}
 	if err != nil {
@@ -564,42 +552,50 @@ func (s *Session) enqueueStored(f frame, max int) error {
 	return nil
 }
 
-// push stores f in the session's mailbox, within max messages.
-func (s *Session) push(ctx context.Context, f frame, max int) (seq uint64, slow bool, err error) {
-	ds := []Delivery{{Session: s.id, Body: f.body, Max: max}}
-	if max > 0 {
-		ds[0].MaxBytes = s.b.opts.MailboxBytes
-	}
-	err = s.store.Push(ctx, ds)
+func (s *Session) push(ctx context.Context, f frame, max, maxBytes int) (seq uint64, slow bool, err error) {
+	p := oneDelivery.Get().(*[1]Delivery)
+	p[0] = Delivery{Session: s.id, Body: f.body, Max: max, MaxBytes: maxBytes}
+	err = s.b.store.Push(ctx, p[:])
+	d := p[0]
+	p[0] = Delivery{}
+	oneDelivery.Put(p)
 	if err == nil {
-		err = ds[0].Err
+		err = d.Err
 	}
-	return ds[0].Seq, ds[0].Slow, err
+	return d.Seq, d.Slow, err
+}
+
+// record is what the store keeps of the session, served by node.
+func (s *Session) record(node string, last uint64) SessionRecord {
+	return SessionRecord{ID: s.id, Room: s.room.id, Peer: s.peer, Meta: s.meta, Node: node, Transport: s.Transport(), Last: last}
 }
 
 // slow ends the session with slow-consumer, in the background, since the
 // caller may hold room locks.
 func (s *Session) slow() {
 	o := s.b.opts
-	go s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d messages or %d bytes waited", o.MailboxMessages, o.MailboxBytes), ReasonTimeout)
+	s.b.spawn(func() {
+		s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d messages or %d bytes waited", o.MailboxMessages, o.MailboxBytes), ReasonTimeout)
+	})
 }
 
 // sendDirect queues a frame that carries no seq. It counts against the
-// sessionBox's bound like any other: a session that lets such frames pile up
-// is ended with slow-consumer.
+// mailbox's bound like any other: a session that lets such frames pile up
+// while its messages wait unwritten is ended with slow-consumer.
 func (s *Session) sendDirect(data []byte) {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.wordDue {
 		s.mu.Unlock()
 		return
 	}
-	before := s.mb.depth()
-	ok := s.mb.pushDirect(data)
-	delta := s.mb.depth() - before
+	s.direct = append(s.direct, data)
+	s.directBytes += len(data)
+	o := s.b.opts
+	n := len(s.direct) + int(s.last-min(s.handed, s.last))
+	over := n > o.MailboxMessages || (s.directBytes > o.MailboxBytes && n > 1)
 	s.wakeLocked()
 	s.mu.Unlock()
-	s.b.m.queued(delta)
-	if !ok {
+	if over {
 		s.slow()
 	}
 }
@@ -622,7 +618,7 @@ func (s *Session) Refuse(typ string, err error) {
 		logThrottled(s.logger(), ok, held, level, "envelope refused", "type", typ, "code", e.Code, "error", err)
 	}
 	if err := s.enqueue(newFrame(errorEnvelope(e))); err != nil && !errors.Is(err, ErrSessionClosed) {
-		// The sessionBox cannot take it (the store is down): tell the peer on
+		// The mailbox cannot take it (the store is down): tell the peer on
 		// its live connection, without a seq, rather than not at all.
 		s.sendDirect(ErrorFrame(e))
 	}
@@ -632,27 +628,34 @@ func (s *Session) Refuse(typ string, err error) {
 // ReasonKicked): the others in the room see peer-left. Closing twice is harmless.
 func (s *Session) Close(reason string) { s.end(nil, reason) }
 
-// end closes the session; lastWord, if not nil, is the final error the peer is told.
+// end closes the session; lastWord, if not nil, is the final error the peer
+// is told: past the bound, stored before the session counts as closed, so
+// that whoever sees it closed finds the word in its stream.
 func (s *Session) end(lastWord *Error, reason string) {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.wordDue {
 		s.mu.Unlock()
 		return
 	}
-	s.closed = true
-	depth := s.mb.depth()
-	if lastWord != nil && s.store == nil {
-		s.mb.pushUnbounded(newFrame(errorEnvelope(lastWord)), time.Now())
+	if lastWord != nil {
+		s.wordDue = true // nothing else goes in after the last word
+		s.mu.Unlock()
+		if err := s.store(newFrame(errorEnvelope(lastWord)), 0, 0); err != nil {
+			s.mu.Lock()
+			s.direct = append(s.direct, ErrorFrame(lastWord))
+			s.mu.Unlock()
+		}
+		s.mu.Lock()
+		s.wordDue = false
 	}
+	s.closed = true
+	depth := len(s.tail)
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
 	}
 	s.wakeLocked()
 	s.mu.Unlock()
-	if lastWord != nil && s.store != nil {
-		_ = s.enqueueStored(newFrame(errorEnvelope(lastWord)), 0)
-	}
 	s.b.m.queued(-depth)
 	if lastWord != nil {
 		s.logger().Warn("session ended", "code", lastWord.Code, "reason", reason)
@@ -710,4 +713,12 @@ func (s *Session) knowPeers(members []Member) {
 			s.known = append(s.known, m.Peer)
 		}
 	}
+}
+
+// entry is one message in a session's tail.
+type entry struct {
+	seq  uint64
+	typ  string
+	data []byte // the envelope's JSON, seq included
+	at   time.Time
 }

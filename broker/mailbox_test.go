@@ -17,11 +17,10 @@ func msg(n int) frame {
 	return newFrame(&Envelope{Type: TypeMessage, Room: "r", From: "a", Payload: json.RawMessage(strconv.Itoa(n))})
 }
 
-// sized is a frame of exactly size bytes once a seq of digits digits is spliced in.
-func sized(t *testing.T, size, digits int) frame {
+// sized is a frame whose body is exactly size bytes.
+func sized(t *testing.T, size, _ int) frame {
 	t.Helper()
-	f := newFrame(&Envelope{Type: TypeMessage, Payload: json.RawMessage(`""`)})
-	base := len(f.withSeq(1)) - 1 + digits
+	base := len(newFrame(&Envelope{Type: TypeMessage, Payload: json.RawMessage(`""`)}).body)
 	if size < base {
 		t.Fatalf("size %d is below the smallest frame, %d", size, base)
 	}
@@ -29,15 +28,32 @@ func sized(t *testing.T, size, digits int) frame {
 	return newFrame(&Envelope{Type: TypeMessage, Payload: json.RawMessage(`"` + string(pad) + `"`)})
 }
 
-func seqs(es []entry) []uint64 {
+// box is a mailbox with its bound, as the tests below drive it.
+type box struct {
+	mailbox
+	maxMsgs, maxSize int
+}
+
+// push pushes f within the bound and returns what was stored, and false
+// when the mailbox is over its bound all the same.
+func (m *box) push(f frame, _ time.Time) (Stored, bool) {
+	_, slow := m.mailbox.push(f.body, m.maxMsgs, m.maxSize)
+	return m.msgs[len(m.msgs)-1], !slow
+}
+
+func (m *box) pushUnbounded(f frame, _ time.Time) { m.mailbox.push(f.body, 0, 0) }
+
+func (m *box) after(after uint64, n int) ([]Stored, bool) { return m.mailbox.after(after, n, nil) }
+
+func seqs(es []Stored) []uint64 {
 	out := make([]uint64, len(es))
 	for i, e := range es {
-		out[i] = e.seq
+		out[i] = e.Seq
 	}
 	return out
 }
 
-func wantSeqs(t *testing.T, what string, es []entry, from, to uint64) {
+func wantSeqs(t *testing.T, what string, es []Stored, from, to uint64) {
 	t.Helper()
 	got := seqs(es)
 	if len(got) != int(to-from+1) && !(to < from && len(got) == 0) {
@@ -50,49 +66,46 @@ func wantSeqs(t *testing.T, what string, es []entry, from, to uint64) {
 	}
 }
 
-// checkMailbox checks the sessionBox's invariants.
-func checkMailbox(t *testing.T, m *sessionBox) {
+// checkMailbox checks the mailbox's invariants.
+func checkMailbox(t *testing.T, m *box) {
 	t.Helper()
 	live := m.live()
 	size := 0
 	for i, e := range live {
-		size += len(e.data)
-		if i > 0 && e.seq != live[i-1].seq+1 {
+		size += len(e.Body)
+		if i > 0 && e.Seq != live[i-1].Seq+1 {
 			t.Fatalf("live seqs are not contiguous: %v", seqs(live))
-		}
-		if !bytes.HasPrefix(e.data, []byte(`{"seq":`+strconv.FormatUint(e.seq, 10)+`,`)) {
-			t.Fatalf("entry %d holds %s", e.seq, e.data)
 		}
 	}
 	if size != m.bytes {
 		t.Fatalf("bytes %d, entries hold %d", m.bytes, size)
 	}
-	if len(live) > 0 && live[len(live)-1].seq != m.last {
-		t.Fatalf("last live seq %d, last %d", live[len(live)-1].seq, m.last)
+	if len(live) > 0 && live[len(live)-1].Seq != m.last {
+		t.Fatalf("last live seq %d, last %d", live[len(live)-1].Seq, m.last)
 	}
-	if len(live) > 0 && (live[0].seq <= m.dropped || live[0].seq <= m.acked) {
-		t.Fatalf("live from %d with dropped %d acked %d", live[0].seq, m.dropped, m.acked)
+	if len(live) > 0 && (live[0].Seq <= m.dropped || live[0].Seq <= m.acked) {
+		t.Fatalf("live from %d with dropped %d acked %d", live[0].Seq, m.dropped, m.acked)
 	}
 	if m.depth() != len(live) {
 		t.Fatalf("depth %d, live %d", m.depth(), len(live))
 	}
-	for _, e := range m.entries[:m.head] {
-		if e.data != nil {
+	for _, e := range m.msgs[:m.head] {
+		if e.Body != nil {
 			t.Fatal("a forgotten entry still holds its data")
 		}
 	}
 }
 
 func TestMailboxContiguousSeqs(t *testing.T) {
-	m := sessionBox{maxMsgs: 100, maxSize: 1 << 20}
+	m := box{maxMsgs: 100, maxSize: 1 << 20}
 	for i := 1; i <= 10; i++ {
 		e, ok := m.push(msg(i), t0)
-		if !ok || e.seq != uint64(i) || e.typ != TypeMessage {
+		if !ok || e.Seq != uint64(i) {
 			t.Fatalf("push %d = %+v, %v", i, e, ok)
 		}
-		want := fmt.Sprintf(`{"seq":%d,"v":1,"type":"message","room":"r","from":"a","payload":%d}`, i, i)
-		if string(e.data) != want {
-			t.Fatalf("entry %s, want %s", e.data, want)
+		want := fmt.Sprintf(`"v":1,"type":"message","room":"r","from":"a","payload":%d}`, i)
+		if string(e.Body) != want {
+			t.Fatalf("entry %s, want %s", e.Body, want)
 		}
 	}
 	checkMailbox(t, &m)
@@ -117,7 +130,7 @@ func TestMailboxContiguousSeqs(t *testing.T) {
 }
 
 func TestMailboxAfterMarksWritten(t *testing.T) {
-	m := sessionBox{maxMsgs: 100, maxSize: 1 << 20}
+	m := box{maxMsgs: 100, maxSize: 1 << 20}
 	for i := 1; i <= 10; i++ {
 		m.push(msg(i), t0)
 	}
@@ -136,7 +149,7 @@ func TestMailboxAfterMarksWritten(t *testing.T) {
 }
 
 func TestMailboxAck(t *testing.T) {
-	m := sessionBox{maxMsgs: 100, maxSize: 1 << 20}
+	m := box{maxMsgs: 100, maxSize: 1 << 20}
 	for i := 1; i <= 10; i++ {
 		m.push(msg(i), t0)
 	}
@@ -144,7 +157,7 @@ func TestMailboxAck(t *testing.T) {
 		t.Fatal("ack beyond the last seq accepted")
 	}
 	if m.acked != 0 || m.depth() != 10 {
-		t.Fatalf("a refused ack changed the sessionBox: acked %d depth %d", m.acked, m.depth())
+		t.Fatalf("a refused ack changed the mailbox: acked %d depth %d", m.acked, m.depth())
 	}
 	if !m.ack(0) || m.depth() != 10 {
 		t.Fatal("ack(0) refused or forgot something")
@@ -156,7 +169,7 @@ func TestMailboxAck(t *testing.T) {
 		t.Fatalf("acked 4 but written is %d", m.written)
 	}
 	if !m.ack(2) || m.acked != 4 || m.depth() != 6 {
-		t.Fatal("an ack below an earlier one changed the sessionBox")
+		t.Fatal("an ack below an earlier one changed the mailbox")
 	}
 	es, ok := m.after(4, 100)
 	if !ok {
@@ -174,7 +187,7 @@ func TestMailboxAck(t *testing.T) {
 		t.Fatalf("ack(10): depth %d bytes %d", m.depth(), m.bytes)
 	}
 	if m.ack(11) {
-		t.Fatal("ack beyond last accepted on an empty sessionBox")
+		t.Fatal("ack beyond last accepted on an empty mailbox")
 	}
 	m.push(msg(11), t0)
 	es, _ = m.after(10, 100)
@@ -183,7 +196,7 @@ func TestMailboxAck(t *testing.T) {
 }
 
 func TestMailboxBoundByMessages(t *testing.T) {
-	m := sessionBox{maxMsgs: 4, maxSize: 1 << 20}
+	m := box{maxMsgs: 4, maxSize: 1 << 20}
 	for i := 1; i <= 4; i++ {
 		if _, ok := m.push(msg(i), t0); !ok {
 			t.Fatalf("push %d within the bound failed", i)
@@ -198,8 +211,8 @@ func TestMailboxBoundByMessages(t *testing.T) {
 	if m.depth() != 4 || m.dropped != 2 {
 		t.Fatalf("depth %d dropped %d, want 4 and 2", m.depth(), m.dropped)
 	}
-	if live := m.live(); live[0].seq != 3 {
-		t.Fatalf("oldest live %d, want 3: written messages must go oldest first", live[0].seq)
+	if live := m.live(); live[0].Seq != 3 {
+		t.Fatalf("oldest live %d, want 3: written messages must go oldest first", live[0].Seq)
 	}
 	for _, after := range []uint64{0, 1} {
 		if es, ok := m.after(after, 100); ok {
@@ -216,7 +229,7 @@ func TestMailboxBoundByMessages(t *testing.T) {
 
 func TestMailboxBoundByBytes(t *testing.T) {
 	const size = 100
-	m := sessionBox{maxMsgs: 1000, maxSize: 3 * size}
+	m := box{maxMsgs: 1000, maxSize: 3 * size}
 	for i := 1; i <= 3; i++ {
 		if _, ok := m.push(sized(t, size, 1), t0); !ok {
 			t.Fatalf("push %d within the bound failed", i)
@@ -228,7 +241,7 @@ func TestMailboxBoundByBytes(t *testing.T) {
 	if _, ok := m.push(sized(t, size, 1), t0); ok {
 		t.Fatal("a fourth unwritten message past the byte bound was taken: want slow consumer")
 	}
-	m2 := sessionBox{maxMsgs: 1000, maxSize: 3 * size}
+	m2 := box{maxMsgs: 1000, maxSize: 3 * size}
 	for i := 1; i <= 3; i++ {
 		m2.push(sized(t, size, 1), t0)
 	}
@@ -248,14 +261,14 @@ func TestMailboxBoundByBytes(t *testing.T) {
 func TestMailboxOneHugeMessage(t *testing.T) {
 	// A single message larger than the byte bound is still delivered: the
 	// bound counts only when there is something to forget.
-	m := sessionBox{maxMsgs: 10, maxSize: 100}
+	m := box{maxMsgs: 10, maxSize: 100}
 	if _, ok := m.push(sized(t, 500, 1), t0); !ok {
 		t.Fatal("a lone message over the byte bound was refused")
 	}
 	if _, ok := m.push(msg(2), t0); ok {
 		t.Fatal("a second message behind an unwritten huge one was taken")
 	}
-	m2 := sessionBox{maxMsgs: 10, maxSize: 100}
+	m2 := box{maxMsgs: 10, maxSize: 100}
 	m2.push(sized(t, 500, 1), t0)
 	m2.after(0, 10)
 	if _, ok := m2.push(msg(2), t0); !ok {
@@ -267,7 +280,7 @@ func TestMailboxOneHugeMessage(t *testing.T) {
 }
 
 func TestMailboxSlowConsumer(t *testing.T) {
-	m := sessionBox{maxMsgs: 4, maxSize: 1 << 20}
+	m := box{maxMsgs: 4, maxSize: 1 << 20}
 	m.push(msg(1), t0)
 	m.push(msg(2), t0)
 	m.after(0, 2) // 1 and 2 written
@@ -294,7 +307,7 @@ func TestMailboxSlowConsumer(t *testing.T) {
 }
 
 func TestMailboxAckedNeverCountsAsDropped(t *testing.T) {
-	m := sessionBox{maxMsgs: 4, maxSize: 1 << 20}
+	m := box{maxMsgs: 4, maxSize: 1 << 20}
 	for i := 1; i <= 100; i++ {
 		if _, ok := m.push(msg(i), t0); !ok {
 			t.Fatalf("push %d failed", i)
@@ -314,7 +327,7 @@ func TestMailboxAckedNeverCountsAsDropped(t *testing.T) {
 // TestMailboxManyCycles pushes, reads and acknowledges many messages, with
 // the compaction running many times, and checks every entry's data.
 func TestMailboxManyCycles(t *testing.T) {
-	m := sessionBox{maxMsgs: 1024, maxSize: 1 << 20}
+	m := box{maxMsgs: 1024, maxSize: 1 << 20}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var next, read uint64 // next payload number; highest seq read
 	maxLen := 0
@@ -331,12 +344,12 @@ func TestMailboxManyCycles(t *testing.T) {
 		}
 		for _, e := range es {
 			read++
-			if e.seq != read {
-				t.Fatalf("read seq %d, want %d", e.seq, read)
+			if e.Seq != read {
+				t.Fatalf("read seq %d, want %d", e.Seq, read)
 			}
-			want := fmt.Sprintf(`{"seq":%d,"v":1,"type":"message","room":"r","from":"a","payload":%d}`, read, read)
-			if string(e.data) != want {
-				t.Fatalf("entry %d holds %s", read, e.data)
+			want := fmt.Sprintf(`"v":1,"type":"message","room":"r","from":"a","payload":%d}`, read)
+			if string(e.Body) != want {
+				t.Fatalf("entry %d holds %s", read, e.Body)
 			}
 		}
 		if rng.IntN(3) == 0 {
@@ -344,8 +357,8 @@ func TestMailboxManyCycles(t *testing.T) {
 				t.Fatalf("ack %d refused", read)
 			}
 		}
-		if len(m.entries) > maxLen {
-			maxLen = len(m.entries)
+		if len(m.msgs) > maxLen {
+			maxLen = len(m.msgs)
 		}
 		if next%997 == 0 {
 			checkMailbox(t, &m)
@@ -355,13 +368,13 @@ func TestMailboxManyCycles(t *testing.T) {
 	if m.dropped != 0 {
 		t.Fatalf("dropped %d", m.dropped)
 	}
-	// Drain and acknowledge everything: the sessionBox ends empty and small.
+	// Drain and acknowledge everything: the mailbox ends empty and small.
 	for {
 		es, _ := m.after(read, maxBatch)
 		if len(es) == 0 {
 			break
 		}
-		read = es[len(es)-1].seq
+		read = es[len(es)-1].Seq
 	}
 	if read != m.last || !m.ack(read) || m.depth() != 0 || m.bytes != 0 {
 		t.Fatalf("after draining: read %d last %d depth %d bytes %d", read, m.last, m.depth(), m.bytes)
@@ -371,13 +384,13 @@ func TestMailboxManyCycles(t *testing.T) {
 	}
 }
 
-// TestMailboxModel runs random operations against the sessionBox and a plain
+// TestMailboxModel runs random operations against the mailbox and a plain
 // model of docs/protocol.md, section 4.
 func TestMailboxModel(t *testing.T) {
 	for seed := uint64(0); seed < 50; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 99))
 		maxMsgs := 1 + rng.IntN(8)
-		m := sessionBox{maxMsgs: maxMsgs, maxSize: 1 << 20}
+		m := box{maxMsgs: maxMsgs, maxSize: 1 << 20}
 		var (
 			model   []uint64 // seqs kept
 			last    uint64
@@ -405,7 +418,7 @@ func TestMailboxModel(t *testing.T) {
 				}
 				if !ok {
 					// The session ends here; start another.
-					m = sessionBox{maxMsgs: maxMsgs, maxSize: 1 << 20}
+					m = box{maxMsgs: maxMsgs, maxSize: 1 << 20}
 					model, last, written, dropped, acked = nil, 0, 0, 0, 0
 				}
 			case op < 8: // read

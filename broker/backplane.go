@@ -1,3 +1,6 @@
+// This file owns the Backplane interface, which connects the nodes of a
+// cluster (membership and events), and the in-process MemoryBackplane.
+
 package broker
 
 import (

@@ -1,3 +1,7 @@
+// This file owns the mailbox as a MemoryStore keeps it: seqs, the bound and
+// what it forgets, written and acknowledged marks (docs/protocol.md,
+// section 4).
+
 package broker
 
 // mailbox is a session's mailbox as a MemoryStore keeps it: its messages,

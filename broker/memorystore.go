@@ -1,3 +1,6 @@
+// This file owns the MemoryStore, the in-process Store every single node
+// runs on; its mailboxes are mailbox.go's.
+
 package broker
 
 import (

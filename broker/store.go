@@ -1,3 +1,6 @@
+// This file owns the Store interface: where sessions and their mailboxes
+// are kept, on one node (memorystore.go) or for a cluster (the Redis one).
+
 package broker
 
 import (
@@ -105,34 +108,3 @@ var ErrNoSession = errors.New("broker: no such session")
 
 // storeOp bounds one store call made on a peer's behalf.
 const storeOp = 5 * time.Second
-
-// storeTTL is how long a store keeps a session that no node touches: past
-// every resume window and idle timeout, so that only dead sessions lapse.
-func (b *Broker) storeTTL() time.Duration { return 2*b.opts.ResumeWindow + 2*time.Minute }
-
-// touchLoop keeps this node's sessions alive in the store.
-func (b *Broker) touchLoop(stop <-chan struct{}) {
-	every := b.storeTTL() / 4
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		b.mu.RLock()
-		ids := make([]string, 0, len(b.sessions))
-		for id, s := range b.sessions {
-			if !s.Closed() {
-				ids = append(ids, id)
-			}
-		}
-		b.mu.RUnlock()
-		ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-		if err := b.opts.Store.Touch(ctx, ids, b.storeTTL()); err != nil {
-			b.log.Error("keeping sessions in the store", "error", err)
-		}
-		cancel()
-	}
-}

@@ -1,3 +1,8 @@
+// This file owns what a transport is to the core: the Transport interface,
+// the registry of transports by name, and their shared options. An
+// envelope's path starts in a transport, which joins its peer (join.go) and
+// hands the core what the peer sends (session_in.go).
+
 package broker
 
 import (

@@ -38,6 +38,7 @@ type conn struct {
 	kickFn   func()                 // kick, made once
 	heard    atomic.Bool            // the peer was heard from since tick last ran
 	tracked  bool                   // counted by the transport; set before serve starts
+	connIdx  int32                  // its index in the transport's registry, while tracked
 	ended    atomic.Bool            // set once, under mu, by end
 	poll     atomic.Pointer[poller] // the poller it is registered with
 	rstate   atomic.Int32           // readIdle, reading or readAgain
@@ -52,13 +53,49 @@ type conn struct {
 
 	// Read state, owned by whichever goroutine is reading (one at a time,
 	// ordered by rstate).
-	pollID   uint64 // the poller's key, 0 until registered; written under the poller's lock
+	pollID uint32     // the poller's key, 0 until registered; written under the poller's lock
+	rs     *readState // a frame not yet whole, a message in fragments; nil when none
+	joined *broker.Joined
+}
+
+// readState is what a connection's reads keep between two reads, rarely
+// anything: apart from the connection, so that an idle one does not carry
+// it.
+type readState struct {
 	partial  []byte // the start of a frame not yet whole
 	skip     int    // bytes of a refused frame still to be discarded
 	fragOp   byte   // opcode of a fragmented message being read; 0 if none
 	frag     []byte // its payload so far
 	fragDrop bool   // it is too large: discard its remaining fragments
-	joined   *broker.Joined
+}
+
+// rd returns the connection's read state, made at first use.
+func (c *conn) rd() *readState {
+	if c.rs == nil {
+		c.rs = new(readState)
+	}
+	return c.rs
+}
+
+// takePartial returns the start of a frame not yet whole, and forgets it.
+func (c *conn) takePartial() []byte {
+	if c.rs == nil {
+		return nil
+	}
+	p := c.rs.partial
+	c.rs.partial = nil
+	return p
+}
+
+// keepPartial keeps b, the start of a frame not yet whole, for the next
+// read, and lets the read state go when it holds nothing.
+func (c *conn) keepPartial(b []byte) {
+	switch rs := c.rs; {
+	case len(b) > 0:
+		c.rd().partial = append([]byte(nil), b...)
+	case rs != nil && rs.skip == 0 && rs.fragOp == 0 && rs.frag == nil && !rs.fragDrop:
+		c.rs = nil
+	}
 }
 
 // Read outcomes that are not failures of the connection.
@@ -154,8 +191,8 @@ func (c *conn) readJoin() error {
 	bp := readPool.Get().(*[]byte)
 	defer readPool.Put(bp)
 	buf, have, err := c.pump(*bp, 0, c.nc.Read)
-	if errors.Is(err, errJoined) && have > 0 {
-		c.partial = append([]byte(nil), buf[:have]...)
+	if errors.Is(err, errJoined) {
+		c.keepPartial(buf[:have])
 	}
 	return err
 }
@@ -253,17 +290,14 @@ func (c *conn) readAvailable() error {
 	defer readPool.Put(bp)
 	buf := *bp
 	have := 0
-	if len(c.partial) > len(buf) {
-		buf = append(c.partial, make([]byte, readBufferSize)...)
-		have = len(c.partial)
+	if partial := c.takePartial(); len(partial) > len(buf) {
+		buf = append(partial, make([]byte, readBufferSize)...)
+		have = len(partial)
 	} else {
-		have = copy(buf, c.partial)
+		have = copy(buf, partial)
 	}
-	c.partial = nil
 	buf, have, err := c.pump(buf, have, c.readNow)
-	if have > 0 {
-		c.partial = append([]byte(nil), buf[:have]...)
-	}
+	c.keepPartial(buf[:have])
 	return err
 }
 
@@ -271,11 +305,11 @@ func (c *conn) readAvailable() error {
 func (c *conn) readLoop() {
 	defer c.recoverPanic()
 	buf := make([]byte, 4<<10)
-	have := copy(buf, c.partial)
-	if len(c.partial) > len(buf) {
-		buf, have = c.partial, len(c.partial)
+	partial := c.takePartial()
+	have := copy(buf, partial)
+	if len(partial) > len(buf) {
+		buf, have = partial, len(partial)
 	}
-	c.partial = nil
 	_, _, err := c.pump(buf, have, c.nc.Read)
 	c.readEnded(err)
 }
@@ -327,10 +361,10 @@ func (c *conn) pump(buf []byte, have int, read func([]byte) (int, error)) ([]byt
 func (c *conn) consume(b []byte) (used, need int, err error) {
 	hardMax := 16 * c.t.maxEnv // past this the connection is failed with 1009
 	for used < len(b) {
-		if c.skip > 0 {
-			k := min(c.skip, len(b)-used)
+		if c.rs != nil && c.rs.skip > 0 {
+			k := min(c.rs.skip, len(b)-used)
 			used += k
-			c.skip -= k
+			c.rs.skip -= k
 			continue
 		}
 		h, ok, err := parseHeader(b[used:], hardMax)
@@ -339,7 +373,7 @@ func (c *conn) consume(b []byte) (used, need int, err error) {
 		}
 		if h.op < opClose && h.length > c.t.maxEnv {
 			used += h.size
-			c.skip = h.length
+			c.rd().skip = h.length
 			if err := c.tooLarge(h); err != nil {
 				return used, 0, err
 			}
@@ -361,24 +395,25 @@ func (c *conn) consume(b []byte) (used, need int, err error) {
 // tooLarge refuses a data frame longer than the largest envelope; its
 // payload, and the rest of its message, are discarded.
 func (c *conn) tooLarge(h header) error {
+	rs := c.rd()
 	switch {
-	case h.op == opContinuation && c.fragOp == 0:
+	case h.op == opContinuation && rs.fragOp == 0:
 		return errContinuation
-	case h.op != opContinuation && c.fragOp != 0:
+	case h.op != opContinuation && rs.fragOp != 0:
 		return errInterleaved
 	case h.op != opContinuation && !h.fin:
-		c.fragOp = h.op
+		rs.fragOp = h.op
 	case h.op == opContinuation && h.fin:
-		c.fragOp = 0
+		rs.fragOp = 0
 	}
-	if c.fragDrop {
-		if c.fragOp == 0 {
-			c.fragDrop = false
+	if rs.fragDrop {
+		if rs.fragOp == 0 {
+			rs.fragDrop = false
 		}
 		return nil // refused already
 	}
-	c.frag = nil
-	c.fragDrop = c.fragOp != 0
+	rs.frag = nil
+	rs.fragDrop = rs.fragOp != 0
 	return c.refuse(broker.Errorf(broker.CodeTooLarge, "envelope is over %d bytes, the limit is %d", h.length, c.t.maxEnv))
 }
 
@@ -400,35 +435,37 @@ func (c *conn) frame(h header, p []byte) error {
 		_ = c.writeControl(opClose, closePayload(code, ""))
 		return errPeerClosed
 	case opText, opBinary:
-		if c.fragOp != 0 {
+		if c.rs != nil && c.rs.fragOp != 0 {
 			return errInterleaved
 		}
 		if !h.fin {
-			c.fragOp = h.op
-			c.frag = append([]byte(nil), p...)
+			rs := c.rd()
+			rs.fragOp = h.op
+			rs.frag = append([]byte(nil), p...)
 			return nil
 		}
 		return c.message(h.op, p)
 	}
 	// A continuation.
-	if c.fragOp == 0 {
+	if c.rs == nil || c.rs.fragOp == 0 {
 		return errContinuation
 	}
-	if !c.fragDrop {
-		if len(c.frag)+len(p) > c.t.maxEnv {
-			c.frag, c.fragDrop = nil, true
+	rs := c.rs
+	if !rs.fragDrop {
+		if len(rs.frag)+len(p) > c.t.maxEnv {
+			rs.frag, rs.fragDrop = nil, true
 			if err := c.refuse(broker.Errorf(broker.CodeTooLarge, "envelope is over %d bytes, the limit is %d", c.t.maxEnv, c.t.maxEnv)); err != nil {
 				return err
 			}
 		} else {
-			c.frag = append(c.frag, p...)
+			rs.frag = append(rs.frag, p...)
 		}
 	}
 	if !h.fin {
 		return nil
 	}
-	op, data, drop := c.fragOp, c.frag, c.fragDrop
-	c.fragOp, c.frag, c.fragDrop = 0, nil, false
+	op, data, drop := rs.fragOp, rs.frag, rs.fragDrop
+	rs.fragOp, rs.frag, rs.fragDrop = 0, nil, false
 	if drop {
 		return nil
 	}

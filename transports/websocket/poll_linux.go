@@ -23,8 +23,7 @@ type poller struct {
 	log *slog.Logger
 
 	mu    sync.Mutex
-	conns map[uint64]*conn
-	next  uint64
+	conns registry // by pollID-1
 }
 
 // newPoller starts a poller.
@@ -43,7 +42,7 @@ func newPoller(log *slog.Logger) (*poller, error) {
 		f.Close()
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
-	p := &poller{f: f, fd: fd, raw: raw, log: log, conns: make(map[uint64]*conn)}
+	p := &poller{f: f, fd: fd, raw: raw, log: log}
 	go p.run()
 	return p, nil
 }
@@ -72,7 +71,9 @@ func (p *poller) run() {
 		}
 		p.mu.Lock()
 		for _, ev := range events[:n] {
-			if c := p.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; c != nil {
+			// An index freed and reused may still be reported for the
+			// connection that had it: a read then finds nothing.
+			if c := p.conns.get(int(uint32(ev.Fd)) - 1); c != nil {
 				c.wake(p)
 			}
 		}
@@ -89,15 +90,12 @@ func (p *poller) register(c *conn) error {
 		p.mu.Unlock()
 		return nil
 	}
-	p.next++
-	id := p.next
+	id := uint32(p.conns.add(c)) + 1
 	c.pollID = id
-	p.conns[id] = c
 	p.mu.Unlock()
 	ev := syscall.EpollEvent{
 		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | (syscall.EPOLLET & 0xFFFFFFFF),
-		Fd:     int32(uint32(id)),
-		Pad:    int32(uint32(id >> 32)),
+		Fd:     int32(id),
 	}
 	var cerr error
 	if err := c.raw.Control(func(fd uintptr) { cerr = syscall.EpollCtl(p.fd, syscall.EPOLL_CTL_ADD, int(fd), &ev) }); err != nil {
@@ -113,7 +111,7 @@ func (p *poller) register(c *conn) error {
 // the epoll set.
 func (p *poller) remove(c *conn) {
 	p.mu.Lock()
-	delete(p.conns, c.pollID)
+	p.conns.remove(int(c.pollID)-1, c)
 	p.mu.Unlock()
 }
 

@@ -82,7 +82,7 @@ type Transport struct {
 	joinLog  broker.LogLimiter // refused joins: a line per interval, the rest counted
 
 	mu       sync.Mutex
-	conns    map[*conn]struct{}
+	conns    registry // every tracked connection, by connIdx
 	stopping bool
 	wg       sync.WaitGroup
 
@@ -102,7 +102,7 @@ func New(opts Options) *Transport {
 	if len(opts.Origins.Allowed) == 0 {
 		opts.Origins.Allowed = opts.AllowedOrigins
 	}
-	t := &Transport{opts: opts, conns: make(map[*conn]struct{}), log: slog.Default(), work: newWorkers()}
+	t := &Transport{opts: opts, log: slog.Default(), work: newWorkers()}
 	t.wheel = newWheel(t.tickEvery(), t.work)
 	t.upgrader = gorilla.Upgrader{
 		ReadBufferSize:  handshakeReadBuffer,
@@ -132,9 +132,7 @@ func (t *Transport) Run(ctx context.Context, _ *broker.Broker) error {
 	<-ctx.Done()
 	t.mu.Lock()
 	t.stopping = true
-	for c := range t.conns {
-		go c.closeWith(closeGoingAway, "broker shutting down")
-	}
+	t.conns.each(func(c *conn) { go c.closeWith(closeGoingAway, "broker shutting down") })
 	t.mu.Unlock()
 	t.wg.Wait()
 	t.wheel.close()
@@ -197,7 +195,7 @@ func (t *Transport) track(c *conn) bool {
 	if t.stopping {
 		return false
 	}
-	t.conns[c] = struct{}{}
+	c.connIdx = int32(t.conns.add(c))
 	t.wg.Add(1)
 	c.tracked = true
 	return true
@@ -205,7 +203,7 @@ func (t *Transport) track(c *conn) bool {
 
 func (t *Transport) untrack(c *conn) {
 	t.mu.Lock()
-	delete(t.conns, c)
+	t.conns.remove(int(c.connIdx), c)
 	t.mu.Unlock()
 	t.wg.Done()
 }

@@ -124,6 +124,7 @@ type Delivery struct {
 	Rate    float64 `json:"rate"`
 	Sent    int64   `json:"sent"`
 	Latency *Stats  `json:"latency_ms"`
+	SendLag *Stats  `json:"send_lag_ms"` // how late the load generator began each send
 }
 
 // ServerName is the record's server: the "server" field, or else what its
@@ -277,6 +278,15 @@ func DeliveryP(p string) Metric {
 		}
 		return LatencyP(p)(&Record{Latency: r.Delivery.Latency})
 	}
+}
+
+// DeliveryLagP99 is the p99 of how late the load generator began the sends
+// of an idle run's delivery sample: its own error, counted in the latency.
+var DeliveryLagP99 Metric = func(r *Record) (float64, bool) {
+	if r.Delivery == nil || r.Delivery.SendLag == nil || r.Delivery.SendLag.Count == 0 {
+		return 0, false
+	}
+	return r.Delivery.SendLag.P99, true
 }
 
 // Lost is the messages of an idle run's delivery sample that never

@@ -409,7 +409,7 @@ func held(b *strings.Builder, d *Data) {
 	b.WriteString("The idle workload at the scale of the machine: WebSocket connections (*held-ws*) or long-poll sessions, each with a GET waiting (*held-lp*), ")
 	b.WriteString("2 to a room, spread over several 127.0.0.x source addresses; memory is the growth of the server's VmRSS, read after they settled. ")
 	b.WriteString("Then, while all are held, messages go at a fixed rate to randomly chosen peers, each from the other peer of its room, ")
-	b.WriteString("timed from when each was due to be sent to its arrival (milliseconds).\n\n")
+	b.WriteString("timed from when each was due to be sent to its arrival (milliseconds); *send lag* is how late the load generator began those sends, its own error, which the latencies include.\n\n")
 	for _, c := range heldCases {
 		var conns int
 		var rate float64
@@ -440,6 +440,7 @@ func held(b *strings.Builder, d *Data) {
 			median(d, "p50"+at, c, DeliveryP("p50"), fmtMillis),
 			median(d, "p99"+at, c, DeliveryP("p99"), fmtMillis),
 			median(d, "max"+at, c, DeliveryP("max"), fmtMillis),
+			median(d, "send lag p99", c, DeliveryLagP99, fmtMillis),
 			median(d, "lost", c, Lost, fmtCount),
 			errorsCol(d, c),
 		})

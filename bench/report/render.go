@@ -460,11 +460,11 @@ type abMetric struct {
 func abMetrics(c string) []abMetric {
 	switch {
 	case strings.HasPrefix(c, "relay-"):
-		return []abMetric{{"msg/s", MsgPerSec, true, fmtCount}}
+		return []abMetric{{"msg/s", MsgPerSec, true, fmtCount}, {"server CPU µs/msg", ServerCPUPer, false, fmtMicros}}
 	case strings.HasPrefix(c, "latency-"):
 		return []abMetric{{"p50 ms", LatencyP("p50"), false, fmtMillis}, {"p99 ms", LatencyP("p99"), false, fmtMillis}}
 	case c == "setup":
-		return []abMetric{{"setups/s", SetupsPS, true, fmtCount}}
+		return []abMetric{{"setups/s", SetupsPS, true, fmtCount}, {"server CPU µs/setup", ServerCPUPer, false, fmtMicros}}
 	case c == "connect":
 		return []abMetric{{"cycles/s", CyclesPS, true, fmtCount}}
 	case c == "idle" || strings.HasPrefix(c, "held-"):
@@ -499,7 +499,8 @@ func baseVsNew(b *strings.Builder, d *Data) {
 	fmt.Fprintf(b, "### Before and after: %s and the current code\n\n", baseName(d))
 	b.WriteString("The same workloads on the base code and on the current code, run back to back in every round. ")
 	b.WriteString("*Change* is the current code's median against the base's, signed so that negative is worse; ")
-	b.WriteString("a figure more than 5% worse is marked.\n\n")
+	b.WriteString("a figure more than 5% worse is marked. On a machine shared with other work the rates and tail latencies swing from round to round; ")
+	b.WriteString("the server's CPU time per message or setup is the steadier measure of what the code costs.\n\n")
 	b.WriteString("| Server | case | figure | base | current | change | rounds (base; current) |\n|---|---|---|---:|---:|---:|---|\n")
 	for _, r := range rows {
 		bs := baseOf[r.server]

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -25,6 +26,11 @@ type pacer struct {
 	base     time.Time     // the clock of payload times, monotonic
 	interval time.Duration // between two messages of one pair
 	inWindow func(t int64) bool
+	// senders, when set, is how many goroutines make the sends, handed
+	// each as it falls due, so that a send that waits (a long-poll POST
+	// round trip) holds up no other; a pair's messages may then arrive out
+	// of order. Zero: the pacer sends them itself, in order.
+	senders int
 
 	sent atomic.Int64 // messages due in the window and sent
 	lag  histogram    // how late the sending of those began
@@ -47,6 +53,10 @@ func (p *pacer) run(ctx context.Context) {
 	// changed, ends with the goroutine.
 	runtime.LockOSThread()
 	s := newSleeper()
+	if p.senders > 0 {
+		p.runSenders(ctx, s)
+		return
+	}
 	buf := make([]byte, 0, p.r.o.Size+64)
 	failed := make([]bool, len(p.pairs))
 	for j, alive := int64(0), len(p.pairs); alive > 0; j++ {
@@ -69,6 +79,51 @@ func (p *pacer) run(ctx context.Context) {
 		if p.inWindow(t) {
 			p.sent.Add(1)
 			p.lag.record(late)
+		}
+	}
+}
+
+// due is a message handed to a sender: the pair, its number and its time.
+type dueSend struct {
+	k    int
+	n, t int64
+}
+
+// runSenders is run with p.senders goroutines sending: the pacer hands
+// each message to one as it falls due, and a sender records how late its
+// send began.
+func (p *pacer) runSenders(ctx context.Context, s *sleeper) {
+	jobs := make(chan dueSend)
+	var wg sync.WaitGroup
+	for range p.senders {
+		wg.Go(func() {
+			buf := make([]byte, 0, p.r.o.Size+64)
+			for j := range jobs {
+				late := time.Duration(time.Since(p.base).Nanoseconds() - j.t)
+				pr := p.pairs[j.k]
+				buf = appendNumbered(buf[:0], j.n, j.t, p.r.o.Size)
+				if err := pr.a.Send(Message{Type: TypeMessage, To: pr.bID, Payload: buf}); err != nil {
+					p.r.failErr("send", err)
+					continue
+				}
+				if p.inWindow(j.t) {
+					p.sent.Add(1)
+					p.lag.record(late)
+				}
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(jobs)
+	for j := int64(0); ; j++ {
+		t, k, n := p.due(j)
+		if !p.wait(ctx, s, t) {
+			return
+		}
+		select {
+		case jobs <- dueSend{k, n, t}:
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -114,6 +114,9 @@ func (r *run) idle(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
+// sampleSenders is how many goroutines make the delivery sample's sends.
+const sampleSenders = 32
+
 // sampling is the state of idle's delivery sample, which the receivers
 // read.
 type sampling struct {
@@ -163,7 +166,9 @@ func (r *run) sample(ctx context.Context, conns []Conn, smp *atomic.Pointer[samp
 	s := &sampling{base: base, inWindow: func(t int64) bool { return t >= 0 && t < to }}
 	smp.Store(s)
 	interval := time.Duration(float64(len(pairs)) / r.o.SampleRate * float64(time.Second))
-	p := &pacer{r: r, pairs: pairs, base: base, interval: max(interval, time.Microsecond), inWindow: s.inWindow}
+	// Each pair sends once or twice in the window: a pool of senders keeps
+	// one slow send (a POST that dials) from delaying the others.
+	p := &pacer{r: r, pairs: pairs, base: base, interval: max(interval, time.Microsecond), inWindow: s.inWindow, senders: sampleSenders}
 	sendCtx, stopSending := context.WithCancel(ctx)
 	defer stopSending()
 	var sender sync.WaitGroup

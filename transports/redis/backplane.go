@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -37,6 +38,9 @@ const (
 	// confirmWait is how long a relay to one peer waits for its node to
 	// confirm it; past it, the sender is refused.
 	confirmWait = 3 * time.Second
+	// membersFor is how long a room's members read from Redis are used
+	// again without asking; news of a change to the room drops them sooner.
+	membersFor = time.Second
 )
 
 // BackplaneOptions configures a Backplane. The zero value of every field
@@ -115,9 +119,23 @@ type Backplane struct {
 	closed  bool
 	started bool
 	waiting map[string]chan struct{} // relays published, by id, whose confirmation is awaited
-	kick    chan struct{}            // beat now
+
+	// rooms holds the members of rooms lately read (see Members). Any
+	// change to a room made here, and any event from another node that
+	// tells of one, drops the room's entry; gen counts the drops, so that a
+	// read that raced with one is not kept.
+	roomsMu sync.Mutex
+	rooms   map[string]roomMembers
+	gen     uint64
+	kick    chan struct{} // beat now
 	stop    chan struct{}
 	done    chan struct{}
+}
+
+// roomMembers is a room's members as read from Redis at a moment.
+type roomMembers struct {
+	members []broker.Member
+	at      time.Time
 }
 
 // wireEvent is a broker.Event as the backplane publishes it: the event's own
@@ -158,6 +176,7 @@ func NewBackplane(opts BackplaneOptions) (*Backplane, error) {
 		local:   make(map[string]map[string]broker.Member),
 		alive:   make(map[string]time.Time),
 		waiting: make(map[string]chan struct{}),
+		rooms:   make(map[string]roomMembers),
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -172,7 +191,7 @@ func NewBackplane(opts BackplaneOptions) (*Backplane, error) {
 		bp.client, bp.own = c, true
 	}
 	bp.cluster = isCluster(bp.client)
-	bp.events = &pipeQueue{client: bp.client}
+	bp.events = newPipeQueue(bp.client)
 	return bp, nil
 }
 
@@ -245,6 +264,7 @@ func (bp *Backplane) Claim(ctx context.Context, room string, m broker.Member) er
 	if err != nil {
 		return err
 	}
+	defer bp.changed(room)
 	for attempt := 0; ; attempt++ {
 		holder, err := claimScript.Run(ctx, bp.client, []string{bp.keys.room(room)}, m.Peer, data, m.Session).Text()
 		if errors.Is(err, redis.Nil) {
@@ -304,6 +324,7 @@ func (bp *Backplane) Release(ctx context.Context, room string, m broker.Member) 
 }
 
 func (bp *Backplane) release(ctx context.Context, room string, m broker.Member, lastOfNode bool) error {
+	defer bp.changed(room)
 	if err := releaseScript.Run(ctx, bp.client, []string{bp.keys.room(room)}, m.Peer, m.Session).Err(); err != nil {
 		return err
 	}
@@ -315,7 +336,59 @@ func (bp *Backplane) release(ctx context.Context, room string, m broker.Member, 
 
 // Members implements broker.Backplane. Members of dead nodes are left out
 // and removed.
+//
+// A relay to a peer on another node looks the room up, so the members
+// read are used again for up to membersFor (1 s), unless a change to the
+// room was heard of first: one made through this backplane, or an event
+// from another node (joined, left, moved) or a resubscription (which may
+// have missed some). A node announces every change it makes to a room, and
+// a node acts on news of a room only after its entry here is dropped, so
+// what a peer was told of is never older than what Members gives.
 func (bp *Backplane) Members(ctx context.Context, room string) ([]broker.Member, error) {
+	bp.roomsMu.Lock()
+	c, ok := bp.rooms[room]
+	gen := bp.gen
+	bp.roomsMu.Unlock()
+	if ok && time.Since(c.at) < membersFor {
+		return slices.Clone(c.members), nil
+	}
+	at := time.Now()
+	out, err := bp.readMembers(ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	bp.roomsMu.Lock()
+	if bp.gen == gen {
+		bp.rooms[room] = roomMembers{members: out, at: at}
+	}
+	bp.roomsMu.Unlock()
+	return slices.Clone(out), nil
+}
+
+// changed drops what is kept of room's members; an empty room drops all.
+func (bp *Backplane) changed(room string) {
+	bp.roomsMu.Lock()
+	bp.gen++
+	if room == "" {
+		clear(bp.rooms)
+	} else {
+		delete(bp.rooms, room)
+	}
+	bp.roomsMu.Unlock()
+}
+
+// heard drops what is kept of the room of ev if ev tells of a change to it.
+func (bp *Backplane) heard(ev broker.Event) {
+	switch ev.Kind {
+	case broker.EventRelay, broker.EventWake, broker.EventSlow:
+	default:
+		bp.changed(ev.Room)
+	}
+}
+
+// readMembers reads room's members from Redis, leaving out (and removing)
+// those of dead nodes.
+func (bp *Backplane) readMembers(ctx context.Context, room string) ([]broker.Member, error) {
 	all, err := bp.client.HGetAll(ctx, bp.keys.room(room)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redistransport: members of %s: %w", room, err)
@@ -371,6 +444,7 @@ func (bp *Backplane) reap(ctx context.Context, room, raw string, m broker.Member
 	if err != nil || n == 0 {
 		return
 	}
+	bp.changed(room)
 	bp.log.Info("removed a member of a dead node", "room", room, "peer", m.Peer, "node", m.Node)
 	pipe := bp.client.Pipeline()
 	pipe.SAdd(ctx, bp.keys.reaped(m.Node), room+"/"+m.Peer)
@@ -485,6 +559,7 @@ func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func(
 			log.Warn("unreadable event on the backplane; ignored", "channel", msg.Channel, "error", err)
 			return
 		}
+		bp.heard(w.Event)
 		if msg.Channel == all && w.Node == node {
 			return
 		}
@@ -511,7 +586,8 @@ func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func(
 	}()
 	sub.onSubscribed = func(again bool) {
 		if again {
-			bp.beatSoon() // Redis may have restarted: claim the members again
+			bp.changed("") // what was missed may have changed any room
+			bp.beatSoon()  // Redis may have restarted: claim the members again
 			// Events published while the subscription was down are lost.
 			fn(broker.Event{Kind: broker.EventResync, Node: node})
 		}
@@ -750,6 +826,7 @@ func (bp *Backplane) reassert(ctx context.Context, node string) {
 	for _, r := range mine {
 		data, _ := json.Marshal(r.m)
 		res, err := reassertScript.Run(ctx, bp.client, []string{bp.keys.room(r.room)}, r.m.Peer, data, r.m.Session).Int()
+		bp.changed(r.room)
 		if err != nil {
 			bp.log.Warn("claiming a member again", "room", r.room, "peer", r.m.Peer, "error", err)
 			bp.beatSoon()

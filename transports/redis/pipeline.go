@@ -14,6 +14,63 @@ const maxPipeline = 128
 // pipeOp bounds one pipeline.
 const pipeOp = 5 * time.Second
 
+// batcher hands the requests that wait at the same moment to run as one
+// batch, one batch at a time: with many connections calling Redis at once,
+// one round trip serves them all instead of one each, and while a batch is
+// out the next one gathers. A request waits for no timer: the first of
+// several becomes the sender and runs whatever has queued, again and again,
+// handing the job to a goroutine of its own once its own requests' answers
+// are in. Requests queued together stay in order.
+type batcher[T any] struct {
+	max int             // the most requests in one batch
+	run func(batch []T) // answers every request of batch
+
+	mu      sync.Mutex
+	queue   []T
+	sending bool
+}
+
+// add queues rs, in order, and runs batches until theirs are done if no
+// batch is out.
+func (b *batcher[T]) add(rs ...T) {
+	b.mu.Lock()
+	b.queue = append(b.queue, rs...)
+	lead := !b.sending
+	b.sending = true
+	b.mu.Unlock()
+	if lead {
+		b.send(true, len(rs))
+	}
+}
+
+// send runs batches until the queue is empty. A caller (lead) whose own
+// requests are the first own of the queue leaves what follows them to a
+// goroutine of its own once they have run.
+func (b *batcher[T]) send(lead bool, own int) {
+	for {
+		b.mu.Lock()
+		n := min(len(b.queue), b.max)
+		if n == 0 {
+			b.sending = false
+			b.mu.Unlock()
+			return
+		}
+		if lead && own <= 0 {
+			b.mu.Unlock()
+			go b.send(false, 0)
+			return
+		}
+		batch := b.queue[:n:n]
+		b.queue = b.queue[n:]
+		if len(b.queue) == 0 {
+			b.queue = nil
+		}
+		b.mu.Unlock()
+		b.run(batch)
+		own -= n
+	}
+}
+
 // pipeReq is one command waiting for its pipeline: a script (script set) or
 // a PUBLISH of msg to channel.
 type pipeReq struct {
@@ -29,17 +86,16 @@ type pipeReq struct {
 }
 
 // pipeQueue sends the commands that wait at the same moment to Redis as one
-// pipeline: with many connections storing messages at once, one round trip
-// serves them all instead of one each. A command waits for no timer: the
-// first of several becomes the sender and sends whatever has queued, again
-// and again, handing the job to a goroutine of its own once its own
-// command's answer is in.
+// pipeline (see batcher).
 type pipeQueue struct {
 	client redis.UniversalClient
+	b      batcher[*pipeReq]
+}
 
-	mu      sync.Mutex
-	queue   []*pipeReq
-	sending bool
+func newPipeQueue(client redis.UniversalClient) *pipeQueue {
+	q := &pipeQueue{client: client}
+	q.b = batcher[*pipeReq]{max: maxPipeline, run: q.run}
+	return q
 }
 
 // eval runs script for keys and args within ctx.
@@ -54,59 +110,13 @@ func (q *pipeQueue) publish(ctx context.Context, channel string, msg []byte) err
 }
 
 func (q *pipeQueue) do(ctx context.Context, r *pipeReq) (any, error) {
-	if err := q.doAll(ctx, []*pipeReq{r}); err != nil {
-		return nil, err
-	}
-	return r.res, r.err
-}
-
-// doAll queues rs together, in order, and waits for all their answers
-// (each in its own res and err) within ctx.
-func (q *pipeQueue) doAll(ctx context.Context, rs []*pipeReq) error {
-	for _, r := range rs {
-		r.done = make(chan struct{})
-	}
-	q.mu.Lock()
-	q.queue = append(q.queue, rs...)
-	lead := !q.sending
-	q.sending = true
-	q.mu.Unlock()
-	if lead {
-		q.send(true)
-	}
-	for _, r := range rs {
-		select {
-		case <-r.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
-// send sends pipelines until the queue is empty. A caller whose command is
-// in the first (lead) leaves the rest to a goroutine of its own after it.
-func (q *pipeQueue) send(lead bool) {
-	for first := true; ; first = false {
-		q.mu.Lock()
-		n := min(len(q.queue), maxPipeline)
-		if n == 0 {
-			q.sending = false
-			q.mu.Unlock()
-			return
-		}
-		if lead && !first {
-			q.mu.Unlock()
-			go q.send(false)
-			return
-		}
-		batch := q.queue[:n:n]
-		q.queue = q.queue[n:]
-		if len(q.queue) == 0 {
-			q.queue = nil
-		}
-		q.mu.Unlock()
-		q.run(batch)
+	r.done = make(chan struct{})
+	q.b.add(r)
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

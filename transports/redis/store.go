@@ -21,12 +21,15 @@ import (
 //	P:mbox:{<session>}  stream: entry id "<seq>-0", field b = the message as given
 //
 // Seqs are given inside a script, so any node may deliver into any
-// mailbox. Both keys expire unless a node touches them. Store is safe for
-// concurrent use.
+// mailbox. Save makes both keys, with their ttl; both expire unless a node
+// touches them. Pushes, acks and marks of what was written that wait at the
+// same moment share one script call per hash slot (see mailboxScript).
+// Store is safe for concurrent use.
 type Store struct {
-	client redis.UniversalClient
-	prefix string
-	pushes *pipeQueue // pushes from many connections at once share round trips
+	client  redis.UniversalClient
+	prefix  string
+	cluster bool          // a Redis Cluster: a script call's keys share a slot
+	ops     *mailboxQueue // pushes, acks and marks from many connections share script calls
 }
 
 var _ broker.Store = (*Store)(nil)
@@ -37,7 +40,9 @@ func NewStore(client redis.UniversalClient, prefix string) *Store {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return &Store{client: client, prefix: prefix, pushes: &pipeQueue{client: client}}
+	s := &Store{client: client, prefix: prefix, cluster: isCluster(client)}
+	s.ops = newMailboxQueue(s)
+	return s
 }
 
 func (s *Store) keys(id string) []string {
@@ -45,32 +50,20 @@ func (s *Store) keys(id string) []string {
 }
 
 var (
-	// pushScript: KEYS hash, stream; ARGV body, max, ttl (ms). Returns
-	// {seq, slow}, or -1 when there is no such session.
-	pushScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local seq = redis.call('HINCRBY', KEYS[1], 'last', 1)
-redis.call('XADD', KEYS[2], seq .. '-0', 'b', ARGV[1])
-local max = tonumber(ARGV[2])
-local slow = 0
-if max > 0 then
-  local written = tonumber(redis.call('HGET', KEYS[1], 'written') or '0')
-  local n = redis.call('XLEN', KEYS[2])
-  while n > max do
-    local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-    local fseq = tonumber(string.match(first[1][1], '^(%d+)'))
-    if fseq > written then
-      slow = 1
-      break
-    end
-    redis.call('XDEL', KEYS[2], first[1][1])
-    redis.call('HSET', KEYS[1], 'dropped', fseq)
-    n = n - 1
-  end
+	// saveScript: KEYS hash, stream; ARGV rec, last, ttl (ms). It makes
+	// the stream, empty, if there is none, so that it has its ttl before
+	// the first push (which sets none).
+	saveScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], 'rec', ARGV[1])
+for _, f in ipairs({'last', 'written', 'acked', 'dropped'}) do
+  redis.call('HSETNX', KEYS[1], f, ARGV[2])
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '0', '0-1', 'b', '')
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return {seq, slow}
+return 1
 `)
 
 	// takeScript: KEYS hash, stream; ARGV after, count. Returns {seq,
@@ -93,27 +86,6 @@ if last > tonumber(redis.call('HGET', KEYS[1], 'written') or '0') then
 end
 return out
 `)
-
-	// writtenScript: KEYS hash; ARGV seq. Returns 1, -1 when there is no
-	// such session.
-	writtenScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local seq = math.min(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'last') or '0'))
-if seq > tonumber(redis.call('HGET', KEYS[1], 'written') or '0') then redis.call('HSET', KEYS[1], 'written', seq) end
-return 1
-`)
-
-	// ackScript: KEYS hash, stream; ARGV seq. Returns 1, 0 when seq was
-	// never sent, -1 when there is no such session.
-	ackScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local seq = tonumber(ARGV[1])
-if seq > tonumber(redis.call('HGET', KEYS[1], 'last') or '0') then return 0 end
-if seq > tonumber(redis.call('HGET', KEYS[1], 'acked') or '0') then redis.call('HSET', KEYS[1], 'acked', seq) end
-if seq > tonumber(redis.call('HGET', KEYS[1], 'written') or '0') then redis.call('HSET', KEYS[1], 'written', seq) end
-redis.call('XTRIM', KEYS[2], 'MINID', (seq + 1) .. '-0')
-return 1
-`)
 )
 
 // Save implements broker.Store.
@@ -122,16 +94,7 @@ func (s *Store) Save(ctx context.Context, rec broker.SessionRecord, ttl time.Dur
 	if err != nil {
 		return err
 	}
-	k := s.keys(rec.ID)
-	pipe := s.client.TxPipeline()
-	pipe.HSet(ctx, k[0], "rec", data)
-	for _, f := range []string{"last", "written", "acked", "dropped"} {
-		pipe.HSetNX(ctx, k[0], f, rec.Last)
-	}
-	pipe.PExpire(ctx, k[0], ttl)
-	pipe.PExpire(ctx, k[1], ttl)
-	_, err = pipe.Exec(ctx)
-	return err
+	return saveScript.Run(ctx, s.client, s.keys(rec.ID), data, rec.Last, ttl.Milliseconds()).Err()
 }
 
 // Load implements broker.Store.
@@ -147,43 +110,37 @@ func (s *Store) Load(ctx context.Context, id string) (broker.SessionRecord, erro
 	return rec, json.Unmarshal(data, &rec)
 }
 
-// ttl is how long Push keeps a session's keys; a node's Touch renews them.
-const storeKeyTTL = 10 * time.Minute
-
 // Push implements broker.Store. The deliveries go to Redis together, with
-// those of concurrent calls, as one pipeline; it counts no bytes
-// (Delivery.MaxBytes is not kept).
+// those of concurrent calls, in as few script calls as their hash slots
+// allow; it counts no bytes (Delivery.MaxBytes is not kept).
 func (s *Store) Push(ctx context.Context, ds []broker.Delivery) error {
-	rs := make([]*pipeReq, len(ds))
+	ops := make([]mailboxOp, len(ds))
+	ptrs := make([]*mailboxOp, len(ds))
 	for i, d := range ds {
-		rs[i] = &pipeReq{script: pushScript, keys: s.keys(d.Session), args: []any{d.Body, d.Max, storeKeyTTL.Milliseconds()}}
+		ops[i] = mailboxOp{id: d.Session, op: "p", body: d.Body}
+		if d.Max > 0 {
+			ops[i].n = uint64(d.Max)
+		}
+		ptrs[i] = &ops[i]
 	}
-	if err := s.pushes.doAll(ctx, rs); err != nil {
-		err = fmt.Errorf("redistransport: push: %w", err)
+	if err := s.ops.do(ctx, ptrs...); err != nil {
+		err = fmt.Errorf("redis: push: %w", err)
 		for i := range ds {
 			ds[i].Seq, ds[i].Slow, ds[i].Err = 0, false, err
 		}
 		return err
 	}
-	for i, r := range rs {
-		d := &ds[i]
+	for i := range ds {
+		d, op := &ds[i], &ops[i]
 		d.Seq, d.Slow, d.Err = 0, false, nil
-		if r.err != nil {
-			d.Err = fmt.Errorf("redistransport: push: %w", r.err)
-			continue
-		}
-		if n, ok := r.res.(int64); ok && n == -1 {
+		switch {
+		case op.err != nil:
+			d.Err = fmt.Errorf("redis: push: %w", op.err)
+		case op.res == -1:
 			d.Err = broker.ErrNoSession
-			continue
+		default:
+			d.Seq, d.Slow = uint64(op.res/2), op.res%2 == 1
 		}
-		pair, ok := r.res.([]any)
-		if !ok || len(pair) != 2 {
-			d.Err = fmt.Errorf("redistransport: push answered %v", r.res)
-			continue
-		}
-		seq, _ := pair[0].(int64)
-		slow, _ := pair[1].(int64)
-		d.Seq, d.Slow = uint64(seq), slow == 1
 	}
 	return nil
 }
@@ -192,7 +149,7 @@ func (s *Store) Push(ctx context.Context, ds []broker.Delivery) error {
 func (s *Store) Take(ctx context.Context, id string, after uint64, n int, buf []broker.Stored) ([]broker.Stored, error) {
 	res, err := takeScript.Run(ctx, s.client, s.keys(id), after, n).Result()
 	if err != nil {
-		return buf, fmt.Errorf("redistransport: take: %w", err)
+		return buf, fmt.Errorf("redis: take: %w", err)
 	}
 	if code, ok := res.(int64); ok {
 		if code == -2 {
@@ -202,7 +159,7 @@ func (s *Store) Take(ctx context.Context, id string, after uint64, n int, buf []
 	}
 	items, ok := res.([]any)
 	if !ok || len(items)%2 != 0 {
-		return buf, fmt.Errorf("redistransport: take answered %v", res)
+		return buf, fmt.Errorf("redis: take answered %v", res)
 	}
 	for i := 0; i < len(items); i += 2 {
 		seq, _ := items[i].(int64)
@@ -214,11 +171,15 @@ func (s *Store) Take(ctx context.Context, id string, after uint64, n int, buf []
 
 // Written implements broker.Store.
 func (s *Store) Written(ctx context.Context, id string, seq uint64) error {
-	n, err := writtenScript.Run(ctx, s.client, s.keys(id)[:1], seq).Int64()
-	if err != nil {
-		return fmt.Errorf("redistransport: written: %w", err)
+	op := &mailboxOp{id: id, op: "w", n: seq}
+	err := s.ops.do(ctx, op)
+	if err == nil {
+		err = op.err
 	}
-	if n == -1 {
+	if err != nil {
+		return fmt.Errorf("redis: written: %w", err)
+	}
+	if op.res == -1 {
 		return broker.ErrNoSession
 	}
 	return nil
@@ -226,14 +187,18 @@ func (s *Store) Written(ctx context.Context, id string, seq uint64) error {
 
 // Ack implements broker.Store.
 func (s *Store) Ack(ctx context.Context, id string, seq uint64) (bool, error) {
-	n, err := ackScript.Run(ctx, s.client, s.keys(id), seq).Int64()
-	if err != nil {
-		return false, fmt.Errorf("redistransport: ack: %w", err)
+	op := &mailboxOp{id: id, op: "a", n: seq}
+	err := s.ops.do(ctx, op)
+	if err == nil {
+		err = op.err
 	}
-	if n == -1 {
+	if err != nil {
+		return false, fmt.Errorf("redis: ack: %w", err)
+	}
+	if op.res == -1 {
 		return false, broker.ErrNoSession
 	}
-	return n == 1, nil
+	return op.res == 1, nil
 }
 
 // Seqs implements broker.Store.

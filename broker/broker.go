@@ -35,13 +35,19 @@ type Broker struct {
 	shared bool
 
 	// ctx ends when the broker closes; every store and backplane call is
-	// made within it (see opCtx), and wg counts the goroutines the broker
-	// started, which Close waits for.
+	// made within it (see opCtx).
 	ctx    context.Context
 	cancel context.CancelFunc
 	op     atomic.Pointer[opContext]
 	opMu   sync.Mutex
-	wg     sync.WaitGroup
+
+	// tasks counts the goroutines the broker runs (spawn, and the timers
+	// of afterFunc once they fire), which Close waits for; once stopped,
+	// none starts.
+	tasksMu   sync.Mutex
+	tasksDone sync.Cond
+	tasks     int
+	stopped   bool
 
 	mu       sync.RWMutex
 	rooms    map[string]*room
@@ -82,11 +88,12 @@ func New(opts Options) *Broker {
 		b.store = &MemoryStore{}
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.tasksDone.L = &b.tasksMu
 	b.m = newMetrics(opts.Registerer, b)
 	b.unsubscribe = b.bp.Subscribe(opts.NodeID, b.remote)
 	if b.shared {
 		stop := make(chan struct{})
-		go b.touchLoop(stop)
+		b.spawn(func() { b.touchLoop(stop) })
 		unsub := b.unsubscribe
 		b.unsubscribe = func() { close(stop); unsub() }
 	}
@@ -146,13 +153,20 @@ func (b *Broker) LocalSession(id string) (*Session, bool) {
 func (b *Broker) Drain() { b.closing.Store(true) }
 
 // Close stops admitting joins and ends every session on this node with
-// reason; the others in their rooms see peer-left.
+// reason; the others in their rooms see peer-left. With a shared Store the
+// sessions are let go instead, to be resumed on another node. It returns
+// once every goroutine the broker started has ended; timers it set that
+// have not fired do nothing when they do.
 func (b *Broker) Close(reason string) {
 	b.closing.Store(true)
 	b.mu.RLock()
 	all := make([]*Session, 0, len(b.sessions))
 	for _, s := range b.sessions {
 		all = append(all, s)
+	}
+	rooms := make([]*room, 0, len(b.rooms))
+	for _, r := range b.rooms {
+		rooms = append(rooms, r)
 	}
 	b.mu.RUnlock()
 	for _, s := range all {
@@ -163,17 +177,66 @@ func (b *Broker) Close(reason string) {
 		}
 	}
 	b.closeOnce.Do(b.unsubscribe)
-	b.wg.Wait()
+	b.tasksMu.Lock()
+	b.stopped = true
+	for b.tasks > 0 {
+		b.tasksDone.Wait()
+	}
+	b.tasksMu.Unlock()
+	for _, r := range rooms {
+		r.mu.Lock()
+		for _, q := range r.held {
+			for _, h := range q {
+				h.timer.Stop()
+			}
+		}
+		r.mu.Unlock()
+	}
 	b.cancel()
 }
 
-// spawn runs fn in a goroutine of its own, which Close waits for.
+// startTask counts a goroutine the broker runs, unless it has closed.
+func (b *Broker) startTask() bool {
+	b.tasksMu.Lock()
+	defer b.tasksMu.Unlock()
+	if b.stopped {
+		return false
+	}
+	b.tasks++
+	return true
+}
+
+func (b *Broker) endTask() {
+	b.tasksMu.Lock()
+	b.tasks--
+	if b.tasks == 0 {
+		b.tasksDone.Broadcast()
+	}
+	b.tasksMu.Unlock()
+}
+
+// spawn runs fn in a goroutine of its own, which Close waits for; once the
+// broker has closed, it does not run fn.
 func (b *Broker) spawn(fn func()) {
-	b.wg.Add(1)
+	if !b.startTask() {
+		return
+	}
 	go func() {
-		defer b.wg.Done()
+		defer b.endTask()
 		fn()
 	}()
+}
+
+// afterFunc is time.AfterFunc for the broker's timers: fn runs as a task
+// Close waits for, and not at all once the broker has closed.
+func (b *Broker) afterFunc(d time.Duration, fn func()) *time.Timer {
+	return time.AfterFunc(d, func() {
+		if !b.startTask() {
+			return
+		}
+		defer b.endTask()
+		fn()
+	})
 }
 
 // opContext is a context that many store and backplane calls share.

@@ -15,36 +15,47 @@ import (
 // remote acts on an event from another node.
 func (b *Broker) remote(ev Event) {
 	if ev.Kind == EventResync {
-		go b.resync()
+		b.spawn(b.resync)
 		return
 	}
 	r := b.lockRoom(ev.Room, false)
 	if r == nil {
 		return
 	}
+	var q []*held
+	var qt *Session
+	// Under the room's lock the event is ordered with the room's other
+	// changes; the mailboxes it writes are written once the lock is let go
+	// (room.send, deliverHeld).
+	defer func() {
+		r.send(b)
+		b.deliverHeld(r, ev.Peer, q, qt)
+	}()
 	defer r.mu.Unlock()
 	switch ev.Kind {
 	case EventRelay:
 		f := frame{typ: ev.Type, body: ev.Body}
 		if ev.To != "" {
 			if t := r.peers[ev.To]; t != nil {
-				_ = t.enqueue(f)
+				r.noteLocked(t, f)
 			}
 			return
 		}
 		for _, s := range r.peers {
 			if s.peer != ev.Peer {
-				_ = s.enqueue(f)
+				r.noteLocked(s, f)
 			}
 		}
 	case EventJoined:
+		f := newFrame(peerJoined(r.id, ev.Peer, ev.Meta))
 		for _, s := range r.peers {
-			s.tellJoined(r.id, ev.Peer, ev.Meta)
+			s.tellJoined(r, ev.Peer, f)
 		}
-		b.flushHeldLocked(r, ev.Peer)
+		q, qt = b.takeHeldLocked(r, ev.Peer)
 	case EventLeft:
+		f := newFrame(peerLeft(r.id, ev.Peer, ev.Reason))
 		for _, s := range r.peers {
-			s.tellLeft(r.id, ev.Peer, ev.Reason)
+			s.tellLeft(r, ev.Peer, f)
 		}
 	case EventWake:
 		if s := r.peers[ev.To]; s != nil && s.id == ev.Session {
@@ -61,7 +72,7 @@ func (b *Broker) remote(ev Event) {
 	case EventMoved:
 		if s := r.peers[ev.Peer]; s != nil && s.id == ev.Session {
 			delete(r.peers, ev.Peer)
-			go b.drop(s)
+			b.spawn(func() { b.drop(s) })
 		}
 	}
 	b.dropRoomIfEmptyLocked(r)
@@ -80,9 +91,7 @@ func (b *Broker) resync() {
 	}
 	b.mu.RUnlock()
 	for _, s := range all {
-		ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-		last, _, err := b.store.Seqs(ctx, s.id)
-		cancel()
+		last, _, err := b.store.Seqs(b.opCtx(), s.id)
 		if err == nil {
 			s.heard(last)
 		}
@@ -101,7 +110,7 @@ func (b *Broker) adopt(id string) (*Session, error) {
 		return s, nil
 	}
 	st := b.store
-	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
+	ctx, cancel := context.WithTimeout(b.ctx, storeOp)
 	defer cancel()
 	rec, err := st.Load(ctx, id)
 	if err != nil {
@@ -122,12 +131,14 @@ func (b *Broker) adopt(id string) (*Session, error) {
 		limiter:   newBucket(b.opts.Rate, b.opts.Burst),
 		last:      last,
 	}
+	// As for a join (enter), the room's lock is held across Members and
+	// Claim: an event about the room waits until the session is in it.
 	r := b.lockRoom(rec.Room, true)
-	defer r.mu.Unlock()
 	s.room = r
 	before, err := b.bp.Members(ctx, r.id)
 	if err != nil {
 		b.dropRoomIfEmptyLocked(r)
+		r.mu.Unlock()
 		return nil, err
 	}
 	// A session whose node died long enough ago was reported gone; taken
@@ -136,24 +147,32 @@ func (b *Broker) adopt(id string) (*Session, error) {
 	me := Member{Peer: s.peer, Meta: s.meta, Session: id, Node: b.opts.NodeID}
 	if err := b.bp.Claim(ctx, r.id, me); err != nil {
 		b.dropRoomIfEmptyLocked(r)
+		r.mu.Unlock()
 		return nil, err // another session holds the id now: this one is over
 	}
-	rec.Node = b.opts.NodeID
-	if err := st.Save(ctx, rec, b.storeTTL()); err != nil {
-		return nil, err
-	}
-	members, err := b.bp.Members(ctx, r.id)
-	if err != nil {
-		return nil, err
-	}
-	s.knowPeers(members)
+	s.knowPeers(before)
 	r.peers[s.peer] = s
-	b.flushHeldLocked(r, s.peer)
-	s.timer = time.AfterFunc(s.linger, func() { s.Close(ReasonTimeout) })
+	q, qt := b.takeHeldLocked(r, s.peer)
+	s.timer = b.afterFunc(s.linger, func() { s.Close(ReasonTimeout) })
+	if wasGone {
+		f := newFrame(peerJoined(r.id, s.peer, s.meta))
+		for _, other := range r.peers {
+			if other != s {
+				other.tellJoined(r, s.peer, f)
+			}
+		}
+	}
 	b.mu.Lock()
 	b.sessions[id] = s
 	b.count++
 	b.mu.Unlock()
+	r.mu.Unlock()
+	r.send(b)
+	b.deliverHeld(r, s.peer, q, qt)
+	rec.Node = b.opts.NodeID
+	if err := st.Save(ctx, rec, b.storeTTL()); err != nil {
+		s.logger().Error("recording the take-over in the store", "error", err)
+	}
 	// A message stored for the session while it was being taken over was
 	// told of to its old node; from now on deliverRemote tells this one.
 	if last, _, err := st.Seqs(ctx, id); err == nil {
@@ -161,11 +180,6 @@ func (b *Broker) adopt(id string) (*Session, error) {
 	}
 	_ = b.bp.Publish(ctx, Event{Kind: EventMoved, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Session: id})
 	if wasGone {
-		for _, other := range r.peers {
-			if other != s {
-				other.tellJoined(r.id, s.peer, s.meta)
-			}
-		}
 		_ = b.bp.Publish(ctx, Event{Kind: EventJoined, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Meta: s.meta})
 	}
 	b.m.sessionOpened(rec.Transport)
@@ -176,9 +190,7 @@ func (b *Broker) adopt(id string) (*Session, error) {
 // wakeElsewhere tells the node that took s over that the store holds
 // messages for it up to seq.
 func (b *Broker) wakeElsewhere(s *Session, seq uint64) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-	defer cancel()
-	_ = b.bp.Publish(ctx, Event{Kind: EventWake, Node: b.opts.NodeID, Room: s.room.id, To: s.peer, Session: s.id, Seq: seq})
+	_ = b.bp.Publish(b.opCtx(), Event{Kind: EventWake, Node: b.opts.NodeID, Room: s.room.id, To: s.peer, Session: s.id, Seq: seq})
 }
 
 // drop forgets a session that another node took over, without telling
@@ -236,10 +248,8 @@ func (b *Broker) touchLoop(stop <-chan struct{}) {
 			}
 		}
 		b.mu.RUnlock()
-		ctx, cancel := context.WithTimeout(context.Background(), storeOp)
-		if err := b.opts.Store.Touch(ctx, ids, b.storeTTL()); err != nil {
+		if err := b.store.Touch(b.opCtx(), ids, b.storeTTL()); err != nil {
 			b.log.Error("keeping sessions in the store", "error", err)
 		}
-		cancel()
 	}
 }

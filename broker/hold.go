@@ -6,7 +6,6 @@
 package broker
 
 import (
-	"context"
 	"time"
 )
 
@@ -26,16 +25,21 @@ func (h *held) size() int { return len(h.f.body) }
 // sender is answered peer-unavailable at once.
 func (b *Broker) hold(r *room, to string, f frame, sender *Session, ref string) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if t := r.peers[to]; t != nil && t.enqueue(f) == nil {
-		return nil // it joined meanwhile
+	if t := r.peers[to]; t != nil {
+		// It joined meanwhile: its mailbox is written without the lock.
+		r.mu.Unlock()
+		if t.enqueue(f) == nil {
+			return nil
+		}
+		r.mu.Lock() // it ended meanwhile: held all the same
 	}
+	defer r.mu.Unlock()
 	h := &held{f: f, sender: sender, ref: ref}
 	if err := b.countHeld(h, to); err != nil {
 		return err
 	}
 	r.held[to] = append(r.held[to], h)
-	h.timer = time.AfterFunc(b.opts.OfflineHold, func() { b.expire(r, to, h) })
+	h.timer = b.afterFunc(b.opts.OfflineHold, func() { b.expire(r, to, h) })
 	return nil
 }
 
@@ -108,39 +112,56 @@ func (b *Broker) expire(r *room, to string, h *held) {
 	}
 }
 
-// flushHeldLocked delivers what waited for peer, who just joined, on this
-// node or another.
-func (b *Broker) flushHeldLocked(r *room, peer string) {
-	q := r.held[peer]
+// takeHeldLocked takes what waited for peer, who just joined, on this node
+// or another, out of the hold; t is peer's session if it is on this node.
+// The caller holds r's lock, and hands the messages on with deliverHeld
+// once it has let it go.
+func (b *Broker) takeHeldLocked(r *room, peer string) (q []*held, t *Session) {
+	q = r.held[peer]
+	if len(q) == 0 {
+		return nil, nil
+	}
+	delete(r.held, peer)
+	for _, h := range q {
+		h.timer.Stop()
+		b.uncountHeld(h)
+	}
+	return q, r.peers[peer]
+}
+
+// deliverHeld hands what takeHeldLocked took to peer: into t's mailbox when
+// it is on this node, else to its node. A sender whose message cannot be
+// delivered is told so.
+func (b *Broker) deliverHeld(r *room, peer string, q []*held, t *Session) {
 	if len(q) == 0 {
 		return
 	}
-	delete(r.held, peer)
-	t := r.peers[peer]
-	var remote Member
-	if t == nil {
-		remote = Member{Peer: peer}
-		if b.shared {
-			members, err := b.bp.Members(context.Background(), r.id)
-			if err != nil {
-				b.log.Error("looking up a peer for its held messages", "room", r.id, "error", err)
-			}
-			for _, m := range members {
-				if m.Peer == peer {
-					remote = m
-				}
+	if t != nil {
+		ns := make([]notice, len(q))
+		for i, h := range q {
+			ns[i] = notice{t, h.f}
+		}
+		b.deliver(ns)
+		return
+	}
+	ctx := b.opCtx()
+	remote := Member{Peer: peer}
+	if b.shared {
+		members, err := b.bp.Members(ctx, r.id)
+		if err != nil {
+			b.log.Error("looking up a peer for its held messages", "room", r.id, "error", err)
+		}
+		for _, m := range members {
+			if m.Peer == peer {
+				remote = m
 			}
 		}
 	}
 	for _, h := range q {
-		h.timer.Stop()
-		b.uncountHeld(h)
-		if t != nil {
-			_ = t.enqueue(h.f)
-		} else if err := b.deliverRemote(context.Background(), r.id, "", remote, h.f); err != nil {
+		if err := b.deliverRemote(ctx, r.id, "", []Member{remote}, h.f); err != nil {
 			b.log.Error("delivering a held message", "room", r.id, "error", err)
 			if h.sender != nil {
-				go h.sender.Refuse(h.f.typ, &Error{Code: AsError(err).Code, Message: "the message waited for " + peer + " but could not be delivered: " + AsError(err).Message, Ref: h.ref})
+				h.sender.Refuse(h.f.typ, &Error{Code: AsError(err).Code, Message: "the message waited for " + peer + " but could not be delivered: " + AsError(err).Message, Ref: h.ref})
 			}
 		}
 	}

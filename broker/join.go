@@ -95,7 +95,7 @@ func (b *Broker) Join(ctx context.Context, req JoinRequest) (_ *Joined, err erro
 		req.Linger = b.opts.ResumeWindow
 	}
 	if req.Resume != nil {
-		return b.resume(req)
+		return b.resume(ctx, req)
 	}
 	if len(req.Meta) > MaxMetaLength {
 		return nil, Errorf(CodeBadRequest, "meta is larger than %d bytes", MaxMetaLength)
@@ -130,6 +130,8 @@ func (b *Broker) Join(ctx context.Context, req JoinRequest) (_ *Joined, err erro
 
 // admit creates the session of a new join in its room.
 func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeOp)
+	defer cancel()
 	secret := randomID(16)
 	s := &Session{
 		b:         b,
@@ -141,56 +143,91 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 		linger:    req.Linger,
 		limiter:   newBucket(b.opts.Rate, b.opts.Burst),
 	}
-	r := b.lockRoom(req.Room, true)
-	defer r.mu.Unlock()
-	s.room = r
-	members, err := b.bp.Members(ctx, req.Room)
+	// The session's record is in the store before anyone can know of it.
+	rec := SessionRecord{ID: s.id, Room: req.Room, Peer: s.peer, Meta: s.meta, Node: b.opts.NodeID, Transport: s.transport}
+	if err := b.store.Save(ctx, rec, b.storeTTL()); err != nil {
+		return nil, err
+	}
+	joined, err := b.enter(ctx, s, req.Room)
 	if err != nil {
-		b.dropRoomIfEmptyLocked(r)
+		if err := b.store.Delete(b.opCtx(), s.id); err != nil {
+			b.log.Error("forgetting a refused session in the store", "error", err)
+		}
 		return nil, err
 	}
-	if len(members) >= b.opts.MaxPeersPerRoom {
-		b.dropRoomIfEmptyLocked(r)
-		return nil, Errorf(CodeRoomFull, "room %s is full (%d peers)", req.Room, b.opts.MaxPeersPerRoom)
-	}
-	me := Member{Peer: s.peer, Meta: s.meta, Session: s.id, Node: b.opts.NodeID}
-	if err := b.bp.Claim(ctx, req.Room, me); err != nil {
-		b.dropRoomIfEmptyLocked(r)
-		return nil, err
-	}
-	if err := b.store.Save(ctx, s.record(b.opts.NodeID, 0), b.storeTTL()); err != nil {
-		_ = b.bp.Release(ctx, req.Room, me)
-		b.dropRoomIfEmptyLocked(r)
-		return nil, err
-	}
-	welcome := newFrame(b.welcome(s, members, false))
-	_ = s.enqueue(welcome)
-	s.knowPeers(members)
-	// Until a connection attaches, the session waits as a dropped one does.
-	s.mu.Lock()
-	s.timer = time.AfterFunc(s.linger, func() { s.Close(ReasonTimeout) })
-	s.mu.Unlock()
-	for _, other := range r.peers {
-		other.tellJoined(r.id, s.peer, s.meta)
-	}
-	r.peers[s.peer] = s
-	b.flushHeldLocked(r, s.peer)
 	b.mu.Lock()
 	b.sessions[s.id] = s
 	b.mu.Unlock()
-	_ = b.bp.Publish(ctx, Event{Kind: EventJoined, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Meta: s.meta})
+	_ = b.bp.Publish(ctx, Event{Kind: EventJoined, Node: b.opts.NodeID, Room: req.Room, Peer: s.peer, Meta: s.meta})
 	b.m.sessionOpened(s.transport)
 	s.logger().Info("peer joined")
+	return joined, nil
+}
+
+// enter puts the new session s in its room: it claims its peer id, stores
+// its welcome, and queues word of it for the others in the room.
+//
+// The room's lock is held across Members, Claim and the welcome's push,
+// three round trips in a cluster, because the order needs them there:
+//   - What the welcome lists and what the session is told later must add
+//     up. An event of another node about the room (a peer joined) waits for
+//     the lock; were it taken while the lock was let go between Members and
+//     the session's entry in the room, the session would not be in the room
+//     to be told, nor would its welcome list the peer
+//     (TestJoinSeesPeerThatJoinedMeanwhile shows it).
+//   - The welcome is seq 1 (Joined.After): it is stored before the session
+//     is in the room, where anyone may send to it.
+//
+// Nothing else goes over the network under the lock: word of the session
+// to the others, and held messages, are stored once it is let go.
+func (b *Broker) enter(ctx context.Context, s *Session, id string) (*Joined, error) {
+	r := b.lockRoom(id, true)
+	s.room = r
+	members, err := b.bp.Members(ctx, id)
+	if err == nil && len(members) >= b.opts.MaxPeersPerRoom {
+		err = Errorf(CodeRoomFull, "room %s is full (%d peers)", id, b.opts.MaxPeersPerRoom)
+	}
+	if err == nil {
+		err = b.bp.Claim(ctx, id, Member{Peer: s.peer, Meta: s.meta, Session: s.id, Node: b.opts.NodeID})
+	}
+	if err != nil {
+		b.dropRoomIfEmptyLocked(r)
+		r.mu.Unlock()
+		return nil, err
+	}
+	welcome := newFrame(b.welcome(s, members, false))
+	if err := s.store(welcome, 0, 0); err != nil {
+		_ = b.bp.Release(ctx, id, Member{Peer: s.peer, Session: s.id, Node: b.opts.NodeID})
+		b.dropRoomIfEmptyLocked(r)
+		r.mu.Unlock()
+		return nil, err
+	}
+	s.knowPeers(members)
+	// Until a connection attaches, the session waits as a dropped one does.
+	s.mu.Lock()
+	s.timer = b.afterFunc(s.linger, func() { s.Close(ReasonTimeout) })
+	s.mu.Unlock()
+	joinedFrame := newFrame(peerJoined(r.id, s.peer, s.meta))
+	for _, other := range r.peers {
+		other.tellJoined(r, s.peer, joinedFrame)
+	}
+	r.peers[s.peer] = s
+	q, qt := b.takeHeldLocked(r, s.peer)
+	r.mu.Unlock()
+	r.send(b)
+	b.deliverHeld(r, s.peer, q, qt)
 	return &Joined{Session: s, Welcome: welcome.withSeq(1), After: 1}, nil
 }
 
 // resume hands an existing session to a new connection.
-func (b *Broker) resume(req JoinRequest) (*Joined, error) {
+func (b *Broker) resume(ctx context.Context, req JoinRequest) (*Joined, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeOp)
+	defer cancel()
 	s, ok := b.Session(req.Resume.Session)
 	if !ok || s.Closed() || s.room.id != req.Room || (req.Peer != "" && req.Peer != s.peer) {
 		return nil, Errorf(CodeSessionExpired, "no session to resume in room %s: start a new one", req.Room)
 	}
-	last, dropped, err := b.store.Seqs(b.opCtx(), s.id)
+	last, dropped, err := b.store.Seqs(ctx, s.id)
 	if err != nil {
 		return nil, err
 	}
@@ -214,11 +251,11 @@ func (b *Broker) resume(req JoinRequest) (*Joined, error) {
 		b.m.sessionOpened(req.Transport)
 		// The store says which transport carries the session, for the
 		// nodes that may be asked to take it over.
-		if err := b.store.Save(b.opCtx(), s.record(b.opts.NodeID, 0), b.storeTTL()); err != nil {
+		if err := b.store.Save(ctx, s.record(b.opts.NodeID, 0), b.storeTTL()); err != nil {
 			s.logger().Error("recording the session's new transport in the store", "error", err)
 		}
 	}
-	members, err := b.bp.Members(context.Background(), s.room.id)
+	members, err := b.bp.Members(ctx, s.room.id)
 	if err != nil {
 		return nil, err
 	}
@@ -271,6 +308,46 @@ type room struct {
 	peers   map[string]*Session
 	held    map[string][]*held
 	deleted bool // removed from the broker; a joiner must look again
+
+	// out are the frames for sessions of the room (peer-joined, peer-left,
+	// relays from other nodes, held messages) in the order decided under
+	// the lock; they are stored after it is let go (send), by one caller at
+	// a time, sending says whether one does.
+	out     []notice
+	sending bool
+}
+
+// notice is a frame for one session of a room.
+type notice struct {
+	to *Session
+	f  frame
+}
+
+// noteLocked queues f for s. The caller holds r's lock, and calls r.send
+// once it has let it go.
+func (r *room) noteLocked(s *Session, f frame) { r.out = append(r.out, notice{s, f}) }
+
+// send stores the room's queued frames in their sessions' mailboxes, in
+// the order queued, without the room's lock: no store round trip is made
+// under it, and the order in which membership changed is the order in
+// which each session hears of it. When another caller is sending, it sends
+// these too.
+func (r *room) send(b *Broker) {
+	r.mu.Lock()
+	if r.sending {
+		r.mu.Unlock()
+		return
+	}
+	r.sending = true
+	for len(r.out) > 0 {
+		q := r.out
+		r.out = nil
+		r.mu.Unlock()
+		b.deliver(q)
+		r.mu.Lock()
+	}
+	r.sending = false
+	r.mu.Unlock()
 }
 
 // lockRoom returns room id locked for writing, creating it if create is set;
@@ -316,25 +393,27 @@ func (b *Broker) dropRoomIfEmptyLocked(r *room) {
 // peer id is free before they hear of it: whoever is told may take it at once.
 func (b *Broker) leave(s *Session, reason string) {
 	r := s.room
-	ctx := context.Background()
-	r.mu.Lock()
+	ctx := b.opCtx()
 	if err := b.bp.Release(ctx, r.id, Member{Peer: s.peer, Session: s.id, Node: b.opts.NodeID}); err != nil {
 		s.logger().Error("releasing peer id", "error", err)
 	}
+	r.mu.Lock()
 	if r.peers[s.peer] == s {
 		delete(r.peers, s.peer)
+		left := newFrame(peerLeft(r.id, s.peer, reason))
 		for _, other := range r.peers {
-			other.tellLeft(r.id, s.peer, reason)
+			other.tellLeft(r, s.peer, left)
 		}
 	}
 	b.dropRoomIfEmptyLocked(r)
 	r.mu.Unlock()
+	r.send(b)
 	_ = b.bp.Publish(ctx, Event{Kind: EventLeft, Node: b.opts.NodeID, Room: r.id, Peer: s.peer, Reason: reason})
 	b.mu.Lock()
 	b.count--
 	b.mu.Unlock()
 	// A closed session answers resumes with session-expired for a while, then is forgotten.
-	time.AfterFunc(b.opts.ResumeWindow, func() {
+	b.afterFunc(b.opts.ResumeWindow, func() {
 		b.mu.Lock()
 		if b.sessions[s.id] == s {
 			delete(b.sessions, s.id)

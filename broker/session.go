@@ -183,7 +183,7 @@ func (a *Attachment) Detach() {
 	s.conn = nil
 	s.ready = nil
 	if !s.closed {
-		s.timer = time.AfterFunc(s.linger, func() { s.Close(ReasonTimeout) })
+		s.timer = s.b.afterFunc(s.linger, func() { s.Close(ReasonTimeout) })
 	}
 }
 
@@ -263,9 +263,10 @@ func (s *Session) logger() *slog.Logger {
 }
 
 // tellJoined tells the session that peer entered its room, unless it knows
-// already (its welcome listed the peer before another node's news of it came).
-// The caller holds the room's lock.
-func (s *Session) tellJoined(room, peer string, meta []byte) {
+// already (its welcome listed the peer before another node's news of it
+// came): f, a peer-joined, is queued on the room. The caller holds the
+// room's lock, and sends the room's queue once it has let it go.
+func (s *Session) tellJoined(r *room, peer string, f frame) {
 	s.mu.Lock()
 	// A late event may tell of this very session, taken over from the
 	// node that admitted it.
@@ -275,12 +276,13 @@ func (s *Session) tellJoined(room, peer string, meta []byte) {
 	}
 	s.known = append(s.known, peer)
 	s.mu.Unlock()
-	_ = s.enqueue(newFrame(peerJoined(room, peer, meta)))
+	r.noteLocked(s, f)
 }
 
 // tellLeft tells the session that peer left its room, if it was told the
-// peer was there. The caller holds the room's lock.
-func (s *Session) tellLeft(room, peer, reason string) {
+// peer was there: f, a peer-left, is queued on the room. The caller holds
+// the room's lock, and sends the room's queue once it has let it go.
+func (s *Session) tellLeft(r *room, peer string, f frame) {
 	s.mu.Lock()
 	i := slices.Index(s.known, peer)
 	if i < 0 {
@@ -289,7 +291,7 @@ func (s *Session) tellLeft(room, peer, reason string) {
 	}
 	s.known = slices.Delete(s.known, i, i+1)
 	s.mu.Unlock()
-	_ = s.enqueue(newFrame(peerLeft(room, peer, reason)))
+	r.noteLocked(s, f)
 }
 
 // knowPeers records the peers a welcome listed.

@@ -56,6 +56,13 @@ func (s *Session) store(f frame, max, maxBytes int) error {
 		s.logger().Error("storing a message", "error", err)
 		return err
 	}
+	s.stored(seq, slow, f)
+	return nil
+}
+
+// stored tells the session that the store gave seq to f, and ends it when
+// the store says it stopped taking its messages.
+func (s *Session) stored(seq uint64, slow bool, f frame) {
 	if s.heardFrame(seq, f) {
 		// Stored after the move: the session's node must hear of it.
 		s.b.wakeElsewhere(s, seq)
@@ -63,7 +70,57 @@ func (s *Session) store(f frame, max, maxBytes int) error {
 	if slow {
 		s.slow()
 	}
-	return nil
+}
+
+// batch is the buffers of one deliver call, kept in batches.
+type batch struct {
+	ds []Delivery
+	ns []notice
+}
+
+var batches = sync.Pool{New: func() any { return new(batch) }}
+
+// deliver stores each notice's frame in its session's mailbox, in one
+// Store call however many sessions they are for, and tells each session of
+// its own; a session that has ended is passed over. The caller holds no
+// room lock.
+func (b *Broker) deliver(ns []notice) {
+	if len(ns) == 1 {
+		_ = ns[0].to.enqueue(ns[0].f)
+		return
+	}
+	bt := batches.Get().(*batch)
+	for _, n := range ns {
+		s := n.to
+		s.mu.Lock()
+		if s.closed || s.wordDue {
+			s.mu.Unlock()
+			continue
+		}
+		max, maxBytes := s.boundLocked()
+		s.mu.Unlock()
+		bt.ds = append(bt.ds, Delivery{Session: s.id, Body: n.f.body, Max: max, MaxBytes: maxBytes})
+		bt.ns = append(bt.ns, n)
+	}
+	if len(bt.ds) > 0 {
+		all := b.store.Push(b.opCtx(), bt.ds)
+		for i, d := range bt.ds {
+			n := bt.ns[i]
+			switch {
+			case d.Err == nil:
+				n.to.stored(d.Seq, d.Slow, n.f)
+			case all == nil:
+				// One of its own: it puts back a session the store lost.
+				_ = n.to.store(n.f, d.Max, d.MaxBytes)
+			default:
+				n.to.logger().Error("storing a message", "error", d.Err)
+			}
+		}
+	}
+	clear(bt.ds)
+	clear(bt.ns)
+	bt.ds, bt.ns = bt.ds[:0], bt.ns[:0]
+	batches.Put(bt)
 }
 
 func (s *Session) push(ctx context.Context, f frame, max, maxBytes int) (seq uint64, slow bool, err error) {

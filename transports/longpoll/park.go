@@ -138,11 +138,14 @@ func (t *Transport) park(w http.ResponseWriter, p *parked, until time.Time) bool
 // connection back to the server. It runs on a goroutine of its own.
 func (p *parked) answer() {
 	t := p.t
+	finished := false
 	defer func() {
 		if v := recover(); v != nil {
 			t.log.Error("parked long-poll answer panicked", "panic", v)
 			p.conn.Close()
-			p.done()
+			if !finished {
+				p.done()
+			}
 		}
 	}()
 	p.timer.Stop()
@@ -178,6 +181,7 @@ func (p *parked) answer() {
 	_ = p.conn.SetWriteDeadline(time.Now().Add(parkWriteTimeout))
 	_, werr := p.conn.Write(w.render(p.hdr))
 	_ = p.conn.SetWriteDeadline(time.Time{})
+	finished = true
 	p.done()
 	if werr != nil || !t.resume(p.conn) {
 		p.conn.Close()

@@ -192,6 +192,9 @@ func NewBackplane(opts BackplaneOptions) (*Backplane, error) {
 	}
 	bp.cluster = isCluster(bp.client)
 	bp.events = newPipeQueue(bp.client)
+	bp.events.failed = func(channel string, err error) {
+		bp.log.Warn("publishing a wake failed; its node finds the message at its next wake or resync", "channel", channel, "error", err)
+	}
 	return bp, nil
 }
 
@@ -464,6 +467,16 @@ func (bp *Backplane) reap(ctx context.Context, room, raw string, m broker.Member
 // for it, so without the confirmation a Redis crash at that moment would
 // lose it unseen. Every other event goes to all nodes, best effort.
 func (bp *Backplane) Publish(ctx context.Context, ev broker.Event) error {
+	if ev.Kind == broker.EventWake {
+		// Best effort like every event but a relay: the message is stored
+		// already, and a node that misses its wake finds it at the next
+		// one or when it resyncs. Its sender need not wait, and the wakes
+		// of one moment travel together (wire.go).
+		if err := bp.events.publishWake(ctx, bp.keys.events(), ev); err != nil {
+			return fmt.Errorf("redistransport: publishing a wake: %w", err)
+		}
+		return nil
+	}
 	if ev.Kind != broker.EventRelay || ev.To == "" {
 		data, err := json.Marshal(ev)
 		if err != nil {
@@ -554,6 +567,17 @@ func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func(
 	log := bp.log.With("node", node)
 	confirms := make(chan confirmation, 1024)
 	sub := newSubscription(bp.client, []string{all, own}, log, func(msg *redis.Message) {
+		if len(msg.Payload) > 0 && msg.Payload[0] == wakeMark {
+			err := readWakes(msg.Payload, func(ev broker.Event) {
+				if msg.Channel != all || ev.Node != node {
+					fn(ev)
+				}
+			})
+			if err != nil {
+				log.Warn("unreadable event on the backplane; ignored", "channel", msg.Channel, "error", err)
+			}
+			return
+		}
 		var w wireEvent
 		if err := json.Unmarshal([]byte(msg.Payload), &w); err != nil {
 			log.Warn("unreadable event on the backplane; ignored", "channel", msg.Channel, "error", err)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-rtc/switchboard/broker"
 )
 
 // maxPipeline is the most commands one pipeline carries.
@@ -41,6 +43,25 @@ func (b *batcher[T]) add(rs ...T) {
 	if lead {
 		b.send(true, len(rs))
 	}
+}
+
+// addAsync queues r without waiting for it: a goroutine runs the batch if
+// none is out. It reports false, queuing nothing, when more than limit
+// requests wait already.
+func (b *batcher[T]) addAsync(r T, limit int) bool {
+	b.mu.Lock()
+	if len(b.queue) >= limit {
+		b.mu.Unlock()
+		return false
+	}
+	b.queue = append(b.queue, r)
+	start := !b.sending
+	b.sending = true
+	b.mu.Unlock()
+	if start {
+		go b.send(false, 0)
+	}
+	return true
 }
 
 // send runs batches until the queue is empty. A caller (lead) whose own
@@ -79,10 +100,12 @@ type pipeReq struct {
 	args    []any
 	channel string
 	msg     []byte
+	wake    *broker.Event // a wake to publish on channel, with the others of its batch (wire.go)
+	with    []*pipeReq    // the wakes a joined publish carries
 
 	res  any
 	err  error
-	done chan struct{}
+	done chan struct{} // nil for a request nobody waits for
 }
 
 // pipeQueue sends the commands that wait at the same moment to Redis as one
@@ -90,7 +113,13 @@ type pipeReq struct {
 type pipeQueue struct {
 	client redis.UniversalClient
 	b      batcher[*pipeReq]
+	// failed, if set, is told of the error of a request nobody waits for.
+	failed func(channel string, err error)
 }
+
+// maxAsync is the most publishes that wait in a pipeQueue without their
+// publisher waiting for them; past it, publishers wait again.
+const maxAsync = 4096
 
 func newPipeQueue(client redis.UniversalClient) *pipeQueue {
 	q := &pipeQueue{client: client}
@@ -106,6 +135,19 @@ func (q *pipeQueue) eval(ctx context.Context, script *redis.Script, keys []strin
 // publish publishes msg on channel within ctx.
 func (q *pipeQueue) publish(ctx context.Context, channel string, msg []byte) error {
 	_, err := q.do(ctx, &pipeReq{channel: channel, msg: msg})
+	return err
+}
+
+// publishWake publishes wake ev on channel, in one message with the other
+// wakes of its batch for channel, without waiting for it, unless maxAsync
+// publishes wait already: then it waits, within ctx. An error of a publish
+// not waited for goes to q.failed.
+func (q *pipeQueue) publishWake(ctx context.Context, channel string, ev broker.Event) error {
+	r := &pipeReq{channel: channel, wake: &ev}
+	if q.b.addAsync(r, maxAsync) {
+		return nil
+	}
+	_, err := q.do(ctx, r)
 	return err
 }
 
@@ -126,6 +168,23 @@ func (q *pipeQueue) do(ctx context.Context, r *pipeReq) (any, error) {
 func (q *pipeQueue) run(batch []*pipeReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), pipeOp)
 	defer cancel()
+	batch, joined := joinWakes(batch)
+	defer func() {
+		for _, j := range joined {
+			waited := true
+			for _, r := range j.with {
+				r.res, r.err = j.res, j.err
+				if r.done != nil {
+					close(r.done)
+				} else {
+					waited = false
+				}
+			}
+			if j.err != nil && !waited && q.failed != nil {
+				q.failed(j.channel, j.err) // once for the wakes it carried
+			}
+		}
+	}()
 	if len(batch) == 1 {
 		r := batch[0]
 		if r.script != nil {
@@ -133,7 +192,7 @@ func (q *pipeQueue) run(batch []*pipeReq) {
 		} else {
 			r.err = q.client.Publish(ctx, r.channel, r.msg).Err()
 		}
-		close(r.done)
+		q.answer(r)
 		return
 	}
 	pipe := q.client.Pipeline()
@@ -156,6 +215,45 @@ func (q *pipeQueue) run(batch []*pipeReq) {
 		default:
 			r.err = c.Err()
 		}
+		q.answer(r)
+	}
+}
+
+// joinWakes replaces the wakes of batch by one publish per channel, at the
+// place of the channel's first, and returns those publishes too.
+func joinWakes(batch []*pipeReq) ([]*pipeReq, []*pipeReq) {
+	var joined []*pipeReq
+	var byChannel map[string]*pipeReq
+	out := batch[:0:0]
+	for _, r := range batch {
+		if r.wake == nil {
+			out = append(out, r)
+			continue
+		}
+		if byChannel == nil {
+			byChannel = make(map[string]*pipeReq)
+		}
+		j := byChannel[r.channel]
+		if j == nil {
+			j = &pipeReq{channel: r.channel, done: make(chan struct{})}
+			byChannel[r.channel] = j
+			joined = append(joined, j)
+			out = append(out, j)
+		}
+		j.msg = appendWake(j.msg, *r.wake)
+		j.with = append(j.with, r)
+	}
+	if joined == nil {
+		return batch, nil
+	}
+	return out, joined
+}
+
+// answer hands r its answer: to whoever waits, or else to q.failed.
+func (q *pipeQueue) answer(r *pipeReq) {
+	if r.done != nil {
 		close(r.done)
+	} else if r.err != nil && q.failed != nil {
+		q.failed(r.channel, r.err)
 	}
 }

@@ -30,8 +30,13 @@
 // [Store] implements broker.Store: each session and its mailbox, a hash and
 // a stream under one hash tag, so that any node can deliver to a session and
 // a session can resume on any node (docs/protocol.md, section 6, "Cluster
-// mode"). The transport and the backplane report whether Redis is reachable
-// through Ready, for /readyz.
+// mode"). Both batch: the store's pushes, acks and marks that wait at the
+// same moment share one script call per hash slot, and the backplane's
+// wakes (the word a node sends when it stored a message for another node's
+// session) travel together in a compact form of their own (wire.go), which
+// nodes before it cannot read: a cluster's nodes are upgraded together. The
+// transport and the backplane report whether Redis is reachable through
+// Ready, for /readyz.
 //
 // Keys and channels, under prefix P: P:in, P:peer:<room>:<peer> and the
 // peers' reply channels (transport); P:join:<digest> (join arbitration);

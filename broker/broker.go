@@ -239,30 +239,34 @@ func (b *Broker) afterFunc(d time.Duration, fn func()) *time.Timer {
 	})
 }
 
-// opContext is a context that many store and backplane calls share.
+// opContext is a context that many store and backplane calls share: its
+// deadline is 2 storeOp from when it was made, and it goes stale after
+// storeOp, so that every call it is handed to has at least storeOp.
 type opContext struct {
-	ctx      context.Context
-	cancel   context.CancelFunc // called by nobody: it lapses at its deadline, or with the broker's
-	deadline time.Time
+	ctx    context.Context
+	cancel context.CancelFunc // called by nobody: it lapses at its deadline, or with the broker's
+	stale  atomic.Bool
 }
 
 // opCtx returns the context of one store or backplane call: it ends when
-// the broker closes, and has a deadline storeOp to 5/4 storeOp from now.
+// the broker closes, and has a deadline storeOp to 2 storeOp from now.
 // Calls made close together share one, so that a call allocates nothing
-// for it; each lapses by itself at its deadline.
+// for it nor reads the clock (slow on some machines); each lapses by
+// itself at its deadline.
 func (b *Broker) opCtx() context.Context {
-	if c := b.op.Load(); c != nil && time.Until(c.deadline) >= storeOp {
+	if c := b.op.Load(); c != nil && !c.stale.Load() {
 		return c.ctx
 	}
 	b.opMu.Lock()
 	defer b.opMu.Unlock()
-	if c := b.op.Load(); c != nil && time.Until(c.deadline) >= storeOp {
+	if c := b.op.Load(); c != nil && !c.stale.Load() {
 		return c.ctx
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, storeOp*5/4)
-	d, _ := ctx.Deadline()
-	b.op.Store(&opContext{ctx: ctx, cancel: cancel, deadline: d})
-	return ctx
+	c := &opContext{}
+	c.ctx, c.cancel = context.WithTimeout(b.ctx, 2*storeOp)
+	b.op.Store(c)
+	b.afterFunc(storeOp, func() { c.stale.Store(true) })
+	return c.ctx
 }
 
 // randomID returns n random bytes, hex-encoded.

@@ -130,6 +130,7 @@ func (b *Broker) adopt(id string) (*Session, error) {
 		linger:    b.opts.ResumeWindow,
 		limiter:   newBucket(b.opts.Rate, b.opts.Burst),
 		last:      last,
+		box:       boxOf(st, id),
 	}
 	// As for a join (enter), the room's lock is held across Members and
 	// Claim: an event about the room waits until the session is in it.
@@ -209,7 +210,7 @@ func (b *Broker) drop(s *Session) {
 	}
 	s.releaseConnLocked()
 	s.wakeLocked()
-	transport, last, depth := s.transport, s.last, len(s.tail)
+	transport, last, depth := s.transport, s.last, len(s.tail.live())
 	s.mu.Unlock()
 	b.m.queued(-depth)
 	b.mu.Lock()

@@ -148,6 +148,7 @@ func (b *Broker) admit(ctx context.Context, req JoinRequest) (*Joined, error) {
 	if err := b.store.Save(ctx, rec, b.storeTTL()); err != nil {
 		return nil, err
 	}
+	s.box = boxOf(b.store, s.id)
 	joined, err := b.enter(ctx, s, req.Room)
 	if err != nil {
 		if err := b.store.Delete(b.opCtx(), s.id); err != nil {

@@ -16,8 +16,10 @@ import (
 // included. The zero value is ready to use. Expiry is not kept: sessions
 // stay until deleted.
 type MemoryStore struct {
-	mu       sync.RWMutex
-	sessions map[string]*memBox
+	// sessions holds a *memBox by session id: a sync.Map, read without a
+	// lock that every push on every core would share.
+	sessions sync.Map
+	mu       sync.Mutex // serializes Save
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -30,20 +32,16 @@ type memBox struct {
 }
 
 func (m *MemoryStore) get(id string) *memBox {
-	m.mu.RLock()
-	s := m.sessions[id]
-	m.mu.RUnlock()
-	return s
+	s, _ := m.sessions.Load(id)
+	b, _ := s.(*memBox)
+	return b
 }
 
 // Save implements Store.
 func (m *MemoryStore) Save(_ context.Context, rec SessionRecord, _ time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.sessions == nil {
-		m.sessions = make(map[string]*memBox)
-	}
-	if s := m.sessions[rec.ID]; s != nil {
+	if s := m.get(rec.ID); s != nil {
 		s.mu.Lock()
 		s.rec = rec
 		s.mu.Unlock()
@@ -51,7 +49,7 @@ func (m *MemoryStore) Save(_ context.Context, rec SessionRecord, _ time.Duration
 	}
 	s := &memBox{rec: rec}
 	s.mb.start(rec.Last)
-	m.sessions[rec.ID] = s
+	m.sessions.Store(rec.ID, s)
 	return nil
 }
 
@@ -137,8 +135,28 @@ func (m *MemoryStore) Touch(context.Context, []string, time.Duration) error { re
 
 // Delete implements Store.
 func (m *MemoryStore) Delete(_ context.Context, id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.sessions, id)
+	m.sessions.Delete(id)
 	return nil
+}
+
+// box implements boxer: the session's mailbox itself, or nil when the
+// store has no such session.
+func (m *MemoryStore) box(id string) sessionBox {
+	if s := m.get(id); s != nil {
+		return s
+	}
+	return nil
+}
+
+func (s *memBox) push(_ context.Context, body []byte, max, maxBytes int) (uint64, bool, error) {
+	s.mu.Lock()
+	seq, slow := s.mb.push(body, max, maxBytes)
+	s.mu.Unlock()
+	return seq, slow, nil
+}
+
+func (s *memBox) ack(_ context.Context, seq uint64) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mb.ack(seq), nil
 }

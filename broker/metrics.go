@@ -54,7 +54,7 @@ func (m *metrics) sessionOpened(transport string) { m.sessions.WithLabelValues(t
 func (m *metrics) sessionClosed(transport string) { m.sessions.WithLabelValues(transport).Dec() }
 func (m *metrics) queued(n int)                   { m.depth.Add(int64(n)) }
 func (m *metrics) refused(typ string, c Code)     { m.refusedV.WithLabelValues(typ, string(c)).Inc() }
-func (m *metrics) delivered(_ string, d time.Duration) {
+func (m *metrics) delivered(d time.Duration) {
 	m.latency.Observe(d.Seconds())
 }
 

@@ -75,14 +75,14 @@ type Session struct {
 	// node's view of it. last is the last seq this node has heard the
 	// store give; tail is a copy of the latest messages heard of (stored
 	// by this node, or told of with their wake by another), contiguous
-	// seqs, tailBytes their size, which reads hand out without asking the
+	// seqs, which reads hand out without asking the
 	// store when they are all a read needs; handed is the last seq handed
 	// to a connection, marked the last one marked written in the store.
-	last      uint64
-	handed    uint64
-	marked    uint64
-	tail      []entry
-	tailBytes int
+	last   uint64
+	handed uint64
+	marked uint64
+	tail   tail
+	box    sessionBox // the way into the mailbox
 	// direct are frames without seq (pong), not kept for resume, waiting
 	// to be written; they count against the mailbox's bound.
 	direct      [][]byte
@@ -236,7 +236,7 @@ func (s *Session) end(lastWord *Error, reason string) {
 		s.wordDue = false
 	}
 	s.closed = true
-	depth := len(s.tail)
+	depth := len(s.tail.live())
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil

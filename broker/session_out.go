@@ -31,17 +31,14 @@ func (s *Session) enqueue(f frame) error {
 // boundLocked is the bound of the session's mailbox in the store: the
 // mailbox's, less what waits on this node beside it (the seqless frames).
 func (s *Session) boundLocked() (msgs, bytes int) {
-	o := s.b.opts
+	o := &s.b.opts
 	return max(o.MailboxMessages-len(s.direct), 1), max(o.MailboxBytes-s.directBytes, 1)
 }
-
-// oneDelivery holds the one-delivery batches of store, so that handing a
-// message to the store allocates nothing.
-var oneDelivery = sync.Pool{New: func() any { return new([1]Delivery) }}
 
 // store puts f in the session's mailbox, within max messages and maxBytes
 // bytes (max 0: no bound), and tells the session of it.
 func (s *Session) store(f frame, max, maxBytes int) error {
+	now := time.Now()
 	ctx := s.b.opCtx()
 	seq, slow, err := s.push(ctx, f, max, maxBytes)
 	if errors.Is(err, ErrNoSession) && !s.Closed() {
@@ -49,6 +46,7 @@ func (s *Session) store(f frame, max, maxBytes int) error {
 		// count what it lost as forgotten.
 		s.logger().Warn("the store lost this session; restoring it", "last_seq", s.LastSeq())
 		if err = s.b.store.Save(ctx, s.record(s.b.opts.NodeID, s.LastSeq()), s.b.storeTTL()); err == nil {
+			s.box = boxOf(s.b.store, s.id)
 			seq, slow, err = s.push(ctx, f, max, maxBytes)
 		}
 	}
@@ -56,14 +54,17 @@ func (s *Session) store(f frame, max, maxBytes int) error {
 		s.logger().Error("storing a message", "error", err)
 		return err
 	}
-	s.stored(seq, slow, f)
+	s.storedAt(seq, slow, f, now)
 	return nil
 }
 
 // stored tells the session that the store gave seq to f, and ends it when
 // the store says it stopped taking its messages.
-func (s *Session) stored(seq uint64, slow bool, f frame) {
-	if s.heardFrame(seq, f) {
+func (s *Session) stored(seq uint64, slow bool, f frame) { s.storedAt(seq, slow, f, time.Now()) }
+
+// storedAt is stored for a message stored at now.
+func (s *Session) storedAt(seq uint64, slow bool, f frame, now time.Time) {
+	if s.heardFrameAt(seq, f, now) {
 		// Stored after the move: the session's node must hear of it.
 		s.b.wakeElsewhere(s, seq)
 	}
@@ -124,44 +125,37 @@ func (b *Broker) deliver(ns []notice) {
 }
 
 func (s *Session) push(ctx context.Context, f frame, max, maxBytes int) (seq uint64, slow bool, err error) {
-	p := oneDelivery.Get().(*[1]Delivery)
-	p[0] = Delivery{Session: s.id, Body: f.body, Max: max, MaxBytes: maxBytes}
-	err = s.b.store.Push(ctx, p[:])
-	d := p[0]
-	p[0] = Delivery{}
-	oneDelivery.Put(p)
-	if err == nil {
-		err = d.Err
-	}
-	return d.Seq, d.Slow, err
+	return s.box.push(ctx, f.body, max, maxBytes)
 }
 
 // heardFrame notes that the store gave seq to f, keeping a copy in the
 // tail, and wakes the session's connection. It reports whether another node
 // has taken the session over by then.
 func (s *Session) heardFrame(seq uint64, f frame) (moved bool) {
-	now := time.Now()
+	return s.heardFrameAt(seq, f, time.Now())
+}
+
+// heardFrameAt is heardFrame for a message stored at now.
+func (s *Session) heardFrameAt(seq uint64, f frame, now time.Time) (moved bool) {
 	s.mu.Lock()
 	keep := true
-	switch n := len(s.tail); {
-	case n > 0 && seq == s.tail[n-1].seq+1:
-	case n == 0 || seq > s.tail[n-1].seq+1:
+	live := s.tail.live()
+	switch n := len(live); {
+	case n > 0 && seq == live[n-1].seq+1:
+	case n == 0 || seq > live[n-1].seq+1:
 		s.trimTailLocked(n) // a gap: messages stored by other nodes
-		s.tailBytes = 0
 	default:
 		keep = false // older than the tail's last: heard of already
 	}
 	if keep {
-		e := entry{seq: seq, typ: f.typ, data: f.withSeq(seq), at: now}
-		s.tail = append(s.tail, e)
-		s.tailBytes += len(e.data)
+		s.tail.push(entry{seq: seq, data: f.withSeq(seq), at: int64(now.Sub(epoch))})
 		if !s.closed {
 			s.b.m.queued(1)
 		}
-		o := s.b.opts
-		i := 0
-		for len(s.tail)-i > o.MailboxMessages || (s.tailBytes > o.MailboxBytes && len(s.tail)-i > 1) {
-			s.tailBytes -= len(s.tail[i].data)
+		o := &s.b.opts
+		live, i, bytes := s.tail.live(), 0, s.tail.bytes
+		for len(live)-i > o.MailboxMessages || (bytes > o.MailboxBytes && len(live)-i > 1) {
+			bytes -= len(live[i].data)
 			i++
 		}
 		s.trimTailLocked(i)
@@ -187,10 +181,7 @@ func (s *Session) heardLocked(seq uint64) {
 	s.wakeLocked()
 }
 
-// trimTailLocked drops the tail's first n entries (their bytes already
-// uncounted). An emptied tail keeps a small array for the next message
-// (one at a time is the common case, which then allocates nothing), and
-// lets a larger one go: an idle session holds little.
+// trimTailLocked drops the tail's first n entries.
 func (s *Session) trimTailLocked(n int) {
 	if n == 0 {
 		return
@@ -198,18 +189,53 @@ func (s *Session) trimTailLocked(n int) {
 	if !s.closed {
 		s.b.m.queued(-n)
 	}
-	if n == len(s.tail) {
-		if cap(s.tail) <= 2 {
-			clear(s.tail)
-			s.tail = s.tail[:0]
-		} else {
-			s.tail = nil
-		}
-		s.tailBytes = 0
+	s.tail.drop(n)
+}
+
+// tail is a session's copy of the latest messages heard of, seqs
+// contiguous: es[head:] are live, the rest awaits compaction, which is done
+// in place now and then, so that a steady flow allocates nothing. An
+// emptied tail keeps an array of up to maxKeptTail entries, so that a busy
+// session does not grow one again each time its peer has caught up, and
+// lets a larger one go. A session that only ever had its welcome keeps one
+// entry.
+type tail struct {
+	es    []entry
+	head  int
+	bytes int // of the live entries' data
+}
+
+func (t *tail) live() []entry { return t.es[t.head:] }
+
+// maxKeptTail is the largest array an emptied tail keeps, in entries.
+const maxKeptTail = 128
+
+func (t *tail) push(e entry) {
+	if t.head > 0 && len(t.es) == cap(t.es) && t.head*2 >= len(t.es) {
+		n := copy(t.es, t.es[t.head:])
+		clear(t.es[n:])
+		t.es, t.head = t.es[:n], 0
+	}
+	t.es = append(t.es, e)
+	t.bytes += len(e.data)
+}
+
+// drop forgets the first n live entries.
+func (t *tail) drop(n int) {
+	for _, e := range t.es[t.head : t.head+n] {
+		t.bytes -= len(e.data)
+	}
+	clear(t.es[t.head : t.head+n])
+	t.head += n
+	if t.head < len(t.es) {
 		return
 	}
-	clear(s.tail[:n])
-	s.tail = s.tail[n:]
+	t.head, t.bytes = 0, 0
+	if cap(t.es) <= maxKeptTail {
+		t.es = t.es[:0] // cleared above
+	} else {
+		t.es = nil
+	}
 }
 
 // wakeLocked wakes whoever waits on Pending.
@@ -228,7 +254,7 @@ func (s *Session) wakeLocked() {
 // slow ends the session with slow-consumer, in the background, since the
 // caller may hold room locks.
 func (s *Session) slow() {
-	o := s.b.opts
+	o := &s.b.opts
 	s.b.spawn(func() {
 		s.end(Errorf(CodeSlowConsumer, "the session stopped taking its messages: more than %d messages or %d bytes waited", o.MailboxMessages, o.MailboxBytes), ReasonTimeout)
 	})
@@ -245,7 +271,7 @@ func (s *Session) sendDirect(data []byte) {
 	}
 	s.direct = append(s.direct, data)
 	s.directBytes += len(data)
-	o := s.b.opts
+	o := &s.b.opts
 	n := len(s.direct) + int(s.last-min(s.handed, s.last))
 	over := n > o.MailboxMessages || (s.directBytes > o.MailboxBytes && n > 1)
 	s.wakeLocked()
@@ -258,10 +284,12 @@ func (s *Session) sendDirect(data []byte) {
 // entry is one message in a session's tail.
 type entry struct {
 	seq  uint64
-	typ  string
 	data []byte // the envelope's JSON, seq included
-	at   time.Time
+	at   int64  // when it was stored, in ns since epoch (for the delivery latency)
 }
+
+// epoch is what entry.at counts from, on the monotonic clock.
+var epoch = time.Now()
 
 // Refuse tells the peer that something it sent was refused, as an error
 // envelope in its stream, and logs it. typ is the refused envelope's type, if known.

@@ -140,17 +140,21 @@ func (s *Session) takeUnlock(after uint64) ([][]byte, uint64, error) {
 		}
 		return frames, after, nil
 	}
-	n := len(s.tail)
-	if n == 0 || s.tail[0].seq > after+1 || s.tail[n-1].seq != s.last {
+	live := s.tail.live()
+	n := len(live)
+	if n == 0 || live[0].seq > after+1 || live[n-1].seq != s.last {
 		s.mu.Unlock()
 		return s.takeStored(after, frames, ended)
 	}
-	es := s.tail[after+1-s.tail[0].seq:]
+	es := live[after+1-live[0].seq:]
 	es = es[:min(len(es), maxBatch)]
+	if frames == nil {
+		frames = make([][]byte, 0, len(es))
+	}
 	now := time.Now()
 	for _, e := range es {
 		frames = append(frames, e.data)
-		s.b.m.delivered(e.typ, now.Sub(e.at))
+		s.b.m.delivered(time.Duration(int64(now.Sub(epoch)) - e.at))
 	}
 	last := es[len(es)-1].seq
 	s.handed = max(s.handed, last)
@@ -193,14 +197,13 @@ func (s *Session) takeStored(after uint64, direct [][]byte, ended bool) ([][]byt
 
 // Ack forgets everything up to seq: the peer has processed it.
 func (s *Session) Ack(seq uint64) error {
-	ok, err := s.b.store.Ack(s.b.opCtx(), s.id, seq)
+	ok, err := s.box.ack(s.b.opCtx(), seq)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	i := 0
-	for i < len(s.tail) && s.tail[i].seq <= seq {
-		s.tailBytes -= len(s.tail[i].data)
+	live, i := s.tail.live(), 0
+	for i < len(live) && live[i].seq <= seq {
 		i++
 	}
 	s.trimTailLocked(i)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -108,3 +109,55 @@ var ErrNoSession = errors.New("broker: no such session")
 
 // storeOp bounds one store call made on a peer's behalf.
 const storeOp = 5 * time.Second
+
+// sessionBox is a session's own way into its mailbox in the store, for
+// what every message does (push, ack). A MemoryStore hands out its
+// mailboxes themselves, so that a message is not looked up by session id
+// on its way; any other store is reached through storeBox, which names the
+// session in each call.
+type sessionBox interface {
+	push(ctx context.Context, body []byte, max, maxBytes int) (seq uint64, slow bool, err error)
+	ack(ctx context.Context, seq uint64) (bool, error)
+}
+
+// boxer is a Store that hands out its sessions' mailboxes.
+type boxer interface {
+	box(id string) sessionBox
+}
+
+// boxOf returns session id's way into its mailbox in st.
+func boxOf(st Store, id string) sessionBox {
+	if b, ok := st.(boxer); ok {
+		if box := b.box(id); box != nil {
+			return box
+		}
+	}
+	return &storeBox{st: st, id: id}
+}
+
+// storeBox is a sessionBox through the Store interface.
+type storeBox struct {
+	st Store
+	id string
+}
+
+// oneDelivery holds the one-delivery batches of storeBox.push, so that
+// handing a message to the store allocates nothing.
+var oneDelivery = sync.Pool{New: func() any { return new([1]Delivery) }}
+
+func (b *storeBox) push(ctx context.Context, body []byte, max, maxBytes int) (uint64, bool, error) {
+	p := oneDelivery.Get().(*[1]Delivery)
+	p[0] = Delivery{Session: b.id, Body: body, Max: max, MaxBytes: maxBytes}
+	err := b.st.Push(ctx, p[:])
+	d := p[0]
+	p[0] = Delivery{}
+	oneDelivery.Put(p)
+	if err == nil {
+		err = d.Err
+	}
+	return d.Seq, d.Slow, err
+}
+
+func (b *storeBox) ack(ctx context.Context, seq uint64) (bool, error) {
+	return b.st.Ack(ctx, b.id, seq)
+}

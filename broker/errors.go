@@ -93,6 +93,8 @@ var (
 	ErrSessionMoved = fmt.Errorf("%w: another node took it over", ErrSessionClosed)
 	// ErrShutdown is the cause of the CodeShuttingDown refusal of a join
 	// that comes while the broker drains or closes.
-	ErrShutdown    = errors.New("broker: shutting down")
-	ErrUnknownType = errors.New("broker: unknown transport")
+	ErrShutdown = errors.New("broker: shutting down")
+	// ErrUnknownTransport is the cause of NewTransport's and
+	// NewTransportConfig's error for a name no transport registered.
+	ErrUnknownTransport = errors.New("broker: unknown transport")
 )

@@ -166,7 +166,7 @@ func lookup(name string) (registration, error) {
 	reg, ok := registry[name]
 	registryMu.RUnlock()
 	if !ok {
-		return reg, fmt.Errorf("broker: unknown transport %q (registered: %v)", name, Transports())
+		return reg, fmt.Errorf("%w %q (registered: %v)", ErrUnknownTransport, name, Transports())
 	}
 	return reg, nil
 }

@@ -85,7 +85,7 @@ func New(opts Options) *Broker {
 	}
 	b.store, b.shared = opts.Store, opts.Store != nil
 	if b.store == nil {
-		b.store = &MemoryStore{}
+		b.store = &MemoryStore{private: true}
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.tasksDone.L = &b.tasksMu

@@ -997,7 +997,10 @@ func TestRetriesFromTwoConnectionsKeepOrder(t *testing.T) {
 // ErrUnknownTransport, which names it.
 func TestUnknownTransport(t *testing.T) {
 	for _, err := range []error{
-		func() error { _, err := broker.NewTransport("no-such-transport", nil, broker.TransportOptions{}); return err }(),
+		func() error {
+			_, err := broker.NewTransport("no-such-transport", nil, broker.TransportOptions{})
+			return err
+		}(),
 		func() error { _, err := broker.NewTransportConfig("no-such-transport"); return err }(),
 	} {
 		if !errors.Is(err, broker.ErrUnknownTransport) || !strings.Contains(err.Error(), `"no-such-transport"`) {

@@ -49,10 +49,11 @@ func (b *Broker) countHeld(h *held, to string) error {
 	n := h.size()
 	if s := h.sender; s != nil {
 		s.mu.Lock()
-		over := s.heldMsgs+1 > b.opts.MailboxMessages || s.heldBytes+n > b.opts.MailboxBytes
+		c := s.coldLocked()
+		over := c.heldMsgs+1 > b.opts.MailboxMessages || c.heldBytes+n > b.opts.MailboxBytes
 		if !over {
-			s.heldMsgs++
-			s.heldBytes += n
+			c.heldMsgs++
+			c.heldBytes += n
 		}
 		s.mu.Unlock()
 		if over {
@@ -79,8 +80,9 @@ func (b *Broker) uncountHeld(h *held) {
 func (b *Broker) uncountSender(h *held) {
 	if s := h.sender; s != nil {
 		s.mu.Lock()
-		s.heldMsgs--
-		s.heldBytes -= h.size()
+		c := s.coldLocked()
+		c.heldMsgs--
+		c.heldBytes -= h.size()
 		s.mu.Unlock()
 	}
 }

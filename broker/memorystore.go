@@ -20,6 +20,10 @@ type MemoryStore struct {
 	// lock that every push on every core would share.
 	sessions sync.Map
 	mu       sync.Mutex // serializes Save
+	// private is set on the store a broker makes for itself, which no
+	// other node reads: it keeps no records (Load finds none), only
+	// mailboxes, so that an idle session costs less.
+	private bool
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -27,7 +31,7 @@ var _ Store = (*MemoryStore)(nil)
 // memBox is one session in a MemoryStore: its record and its mailbox.
 type memBox struct {
 	mu  sync.Mutex
-	rec SessionRecord
+	rec *SessionRecord // nil in a private store
 	mb  mailbox
 }
 
@@ -42,12 +46,17 @@ func (m *MemoryStore) Save(_ context.Context, rec SessionRecord, _ time.Duration
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s := m.get(rec.ID); s != nil {
-		s.mu.Lock()
-		s.rec = rec
-		s.mu.Unlock()
+		if !m.private {
+			s.mu.Lock()
+			s.rec = &rec
+			s.mu.Unlock()
+		}
 		return nil
 	}
-	s := &memBox{rec: rec}
+	s := &memBox{}
+	if !m.private {
+		s.rec = &rec
+	}
 	s.mb.start(rec.Last)
 	m.sessions.Store(rec.ID, s)
 	return nil
@@ -61,7 +70,10 @@ func (m *MemoryStore) Load(_ context.Context, id string) (SessionRecord, error) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.rec, nil
+	if s.rec == nil {
+		return SessionRecord{}, ErrNoSession
+	}
+	return *s.rec, nil
 }
 
 // Push implements Store.

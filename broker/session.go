@@ -53,22 +53,10 @@ type Session struct {
 	limiter bucket
 	known   []string // the other peers this session was told of
 
-	// seen and seenOld are the hashes of envelope ids seen lately, with
-	// when (unix ns), for dropping retries: two generations, the newer
-	// started at seenSince (see seenLocked).
-	seen      map[uint64]int64
-	seenOld   map[uint64]int64
-	seenSince int64
-
-	// heldMsgs and heldBytes count this session's messages held for absent
-	// peers (the offline hold), bounded as its mailbox is.
-	heldMsgs  int
-	heldBytes int
-
-	// refusals are logged at most once per refusalLogEvery: the next time
-	// one may be, and how many were held back since.
-	refusalNext time.Time
-	refusalHeld int
+	// cold is what a session needs only once its peer sends envelopes with
+	// ids, is refused, or has messages held: made on first use (coldLocked),
+	// so that an idle session holds less.
+	cold *sessionCold
 
 	// The session's mailbox is in the broker's Store (the node's own
 	// MemoryStore, or one the cluster shares); the session keeps this
@@ -302,4 +290,33 @@ func (s *Session) knowPeers(members []Member) {
 			s.known = append(s.known, m.Peer)
 		}
 	}
+}
+
+// sessionCold is the part of a Session that an idle one does without. The
+// session's lock guards it.
+type sessionCold struct {
+	// seen and seenOld are the hashes of envelope ids seen lately, with
+	// when (unix ns), for dropping retries: two generations, the newer
+	// started at seenSince (see seenLocked).
+	seen      map[uint64]int64
+	seenOld   map[uint64]int64
+	seenSince int64
+
+	// heldMsgs and heldBytes count this session's messages held for absent
+	// peers (the offline hold), bounded as its mailbox is.
+	heldMsgs  int
+	heldBytes int
+
+	// refusals are logged at most once per refusalLogEvery: the next time
+	// one may be, and how many were held back since.
+	refusalNext time.Time
+	refusalHeld int
+}
+
+// coldLocked returns the session's cold part, made on first use.
+func (s *Session) coldLocked() *sessionCold {
+	if s.cold == nil {
+		s.cold = new(sessionCold)
+	}
+	return s.cold
 }

@@ -104,15 +104,16 @@ const maxSeen = 4096
 func (s *Session) seenLocked(id string, now time.Time) bool {
 	window := int64(s.b.opts.DedupWindow)
 	h, t := maphash.String(s.b.seed, id), now.UnixNano()
-	if at, ok := s.seen[h]; ok && t-at < window {
+	c := s.coldLocked()
+	if at, ok := c.seen[h]; ok && t-at < window {
 		return true
 	}
-	if at, ok := s.seenOld[h]; ok && t-at < window {
+	if at, ok := c.seenOld[h]; ok && t-at < window {
 		return true
 	}
-	if s.seen == nil || len(s.seen) >= maxSeen/2 || t-s.seenSince >= window {
-		s.seenOld, s.seen, s.seenSince = s.seen, make(map[uint64]int64), t
+	if c.seen == nil || len(c.seen) >= maxSeen/2 || t-c.seenSince >= window {
+		c.seenOld, c.seen, c.seenSince = c.seen, make(map[uint64]int64), t
 	}
-	s.seen[h] = t
+	c.seen[h] = t
 	return false
 }

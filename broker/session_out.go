@@ -303,7 +303,8 @@ func (s *Session) Refuse(typ string, err error) {
 	// What a client can make the broker log is bounded: a line per
 	// refusalLogEvery, which counts those held back; the metric counts all.
 	s.mu.Lock()
-	ok, held := throttle(&s.refusalNext, &s.refusalHeld, refusalLogEvery, time.Now())
+	c := s.coldLocked()
+	ok, held := throttle(&c.refusalNext, &c.refusalHeld, refusalLogEvery, time.Now())
 	s.mu.Unlock()
 	if ok || s.b.log.Enabled(context.Background(), slog.LevelDebug) {
 		logThrottled(s.logger(), ok, held, level, "envelope refused", "type", typ, "code", e.Code, "error", err)

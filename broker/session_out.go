@@ -46,7 +46,6 @@ func (s *Session) store(f frame, max, maxBytes int) error {
 		// count what it lost as forgotten.
 		s.logger().Warn("the store lost this session; restoring it", "last_seq", s.LastSeq())
 		if err = s.b.store.Save(ctx, s.record(s.b.opts.NodeID, s.LastSeq()), s.b.storeTTL()); err == nil {
-			s.box = boxOf(s.b.store, s.id)
 			seq, slow, err = s.push(ctx, f, max, maxBytes)
 		}
 	}

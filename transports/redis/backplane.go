@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-rtc/switchboard/broker"
 )
@@ -57,7 +57,7 @@ type BackplaneOptions struct {
 	NodeTTL time.Duration `yaml:"node_ttl"`
 	// Client, if set, is used instead of a client made from ClientOptions;
 	// the backplane does not close it.
-	Client redis.UniversalClient `yaml:"-"`
+	Client goredis.UniversalClient `yaml:"-"`
 	// Logger receives the backplane's logs. Default: slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -100,7 +100,7 @@ type BackplaneOptions struct {
 // concurrent use. Close it after the brokers using it.
 type Backplane struct {
 	opts    BackplaneOptions
-	client  redis.UniversalClient
+	client  goredis.UniversalClient
 	events  *pipeQueue // event publishes from many connections share round trips
 	own     bool
 	cluster bool
@@ -203,7 +203,7 @@ func NewBackplane(opts BackplaneOptions) (*Backplane, error) {
 var (
 	// claimScript sets ARGV[2] as the member for peer ARGV[1] unless another
 	// session (not ARGV[3]) holds it; it answers nil, or the holder's JSON.
-	claimScript = redis.NewScript(`
+	claimScript = goredis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
   local ok, m = pcall(cjson.decode, cur)
@@ -212,7 +212,7 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return false`)
 	// releaseScript deletes peer ARGV[1] if session ARGV[2] holds it.
-	releaseScript = redis.NewScript(`
+	releaseScript = goredis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
   local ok, m = pcall(cjson.decode, cur)
@@ -223,7 +223,7 @@ if cur then
 end
 return 0`)
 	// reapScript deletes peer ARGV[1] if its member is still exactly ARGV[2].
-	reapScript = redis.NewScript(`
+	reapScript = goredis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
   return 1
@@ -231,7 +231,7 @@ end
 return 0`)
 	// reassertScript sets ARGV[2] for peer ARGV[1] again: 1 if it was gone,
 	// 0 if session ARGV[3] still held it, -1 if another session holds it now.
-	reassertScript = redis.NewScript(`
+	reassertScript = goredis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
   local ok, m = pcall(cjson.decode, cur)
@@ -244,14 +244,14 @@ return 1`)
 	// relayScript publishes ARGV[3] on the events channel (prefix ARGV[2])
 	// of the node that holds peer ARGV[1]: it answers PUBLISH's count, or -1
 	// when the peer is not in the room.
-	relayScript = redis.NewScript(`
+	relayScript = goredis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then return -1 end
 local ok, m = pcall(cjson.decode, cur)
 if not ok or type(m) ~= 'table' or type(m.node) ~= 'string' then return -1 end
 return redis.call('PUBLISH', ARGV[2] .. m.node, ARGV[3])`)
 	// beatScript refreshes a node key and answers whether it still existed.
-	beatScript = redis.NewScript(`
+	beatScript = goredis.NewScript(`
 local existed = redis.call('EXISTS', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return existed`)
@@ -270,11 +270,11 @@ func (bp *Backplane) Claim(ctx context.Context, room string, m broker.Member) er
 	defer bp.changed(room)
 	for attempt := 0; ; attempt++ {
 		holder, err := claimScript.Run(ctx, bp.client, []string{bp.keys.room(room)}, m.Peer, data, m.Session).Text()
-		if errors.Is(err, redis.Nil) {
+		if errors.Is(err, goredis.Nil) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("redistransport: claiming %s/%s: %w", room, m.Peer, err)
+			return fmt.Errorf("redis: claiming %s/%s: %w", room, m.Peer, err)
 		}
 		var h broker.Member
 		if json.Unmarshal([]byte(holder), &h) != nil || attempt > 0 || bp.isAlive(ctx, h.Node) {
@@ -394,7 +394,7 @@ func (bp *Backplane) heard(ev broker.Event) {
 func (bp *Backplane) readMembers(ctx context.Context, room string) ([]broker.Member, error) {
 	all, err := bp.client.HGetAll(ctx, bp.keys.room(room)).Result()
 	if err != nil {
-		return nil, fmt.Errorf("redistransport: members of %s: %w", room, err)
+		return nil, fmt.Errorf("redis: members of %s: %w", room, err)
 	}
 	out := make([]broker.Member, 0, len(all))
 	for peer, raw := range all {
@@ -473,7 +473,7 @@ func (bp *Backplane) Publish(ctx context.Context, ev broker.Event) error {
 		// one or when it resyncs. Its sender need not wait, and the wakes
 		// of one moment travel together (wire.go).
 		if err := bp.events.publishWake(ctx, bp.keys.events(), ev); err != nil {
-			return fmt.Errorf("redistransport: publishing a wake: %w", err)
+			return fmt.Errorf("redis: publishing a wake: %w", err)
 		}
 		return nil
 	}
@@ -483,7 +483,7 @@ func (bp *Backplane) Publish(ctx context.Context, ev broker.Event) error {
 			return err
 		}
 		if err := bp.events.publish(ctx, bp.keys.events(), data); err != nil {
-			return fmt.Errorf("redistransport: publishing a %s event: %w", ev.Kind, err)
+			return fmt.Errorf("redis: publishing a %s event: %w", ev.Kind, err)
 		}
 		return nil
 	}
@@ -510,7 +510,7 @@ func (bp *Backplane) Publish(ctx context.Context, ev broker.Event) error {
 	n, err := relayScript.Run(ctx, bp.client, []string{bp.keys.room(ev.Room)}, ev.To, bp.keys.events()+":", data).Int64()
 	switch {
 	case err != nil:
-		return fmt.Errorf("redistransport: relaying to %s/%s: %w", ev.Room, ev.To, err)
+		return fmt.Errorf("redis: relaying to %s/%s: %w", ev.Room, ev.To, err)
 	case n < 0:
 		return broker.Errorf(broker.CodePeerUnavailable, "peer %s is not in room %s", ev.To, ev.Room)
 	case n == 0 && !bp.cluster:
@@ -566,7 +566,7 @@ func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func(
 	all, own := bp.keys.events(), bp.keys.nodeEvents(node)
 	log := bp.log.With("node", node)
 	confirms := make(chan confirmation, 1024)
-	sub := newSubscription(bp.client, []string{all, own}, log, func(msg *redis.Message) {
+	sub := newSubscription(bp.client, []string{all, own}, log, func(msg *goredis.Message) {
 		if len(msg.Payload) > 0 && msg.Payload[0] == wakeMark {
 			err := readWakes(msg.Payload, func(ev broker.Event) {
 				if msg.Channel != all || ev.Node != node {
@@ -600,7 +600,7 @@ func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func(
 	// Confirmations of this node's relays come on a subscription of their
 	// own, so that a relay published from within fn (the broker flushing a
 	// held message) can be confirmed while fn waits.
-	confirmSub := newSubscription(bp.client, []string{bp.keys.confirms(node)}, log, func(msg *redis.Message) {
+	confirmSub := newSubscription(bp.client, []string{bp.keys.confirms(node)}, log, func(msg *goredis.Message) {
 		bp.confirmed(msg.Payload)
 	})
 	confirmed := make(chan struct{})
@@ -670,10 +670,10 @@ func (bp *Backplane) Ready() error {
 	bp.mu.Lock()
 	defer bp.mu.Unlock()
 	if bp.closed {
-		return errors.New("redistransport: backplane closed")
+		return errors.New("redis: backplane closed")
 	}
 	if bp.beatErr != nil {
-		return fmt.Errorf("redistransport: heartbeat failing: %w", bp.beatErr)
+		return fmt.Errorf("redis: heartbeat failing: %w", bp.beatErr)
 	}
 	for sub := range bp.subs {
 		if err := sub.Err(); err != nil {
@@ -824,7 +824,7 @@ func (bp *Backplane) ensureBeat(ctx context.Context, node string) error {
 		bp.mu.Lock()
 		err := bp.beatErr
 		bp.mu.Unlock()
-		return fmt.Errorf("redistransport: node %s cannot reach Redis: %w", node, err)
+		return fmt.Errorf("redis: node %s cannot reach Redis: %w", node, err)
 	}
 	return nil
 }

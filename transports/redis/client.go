@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // DefaultURL is the Redis server used when neither URL nor Addrs is set.
@@ -36,16 +36,16 @@ type ClientOptions struct {
 }
 
 // NewClient returns a go-redis client for the deployment o names: a
-// *redis.Client, *redis.ClusterClient or failover client, as
-// redis.NewUniversalClient picks. It does not connect yet. The caller must
+// *goredis.Client, *goredis.ClusterClient or failover client, as
+// goredis.NewUniversalClient picks. It does not connect yet. The caller must
 // Close it.
-func (o ClientOptions) NewClient() (redis.UniversalClient, error) {
+func (o ClientOptions) NewClient() (goredis.UniversalClient, error) {
 	if o.URL != "" && len(o.Addrs) > 0 {
-		return nil, errors.New("redistransport: set url or addrs, not both")
+		return nil, errors.New("redis: set url or addrs, not both")
 	}
-	var u redis.UniversalOptions
+	var u goredis.UniversalOptions
 	if len(o.Addrs) > 0 {
-		u = redis.UniversalOptions{
+		u = goredis.UniversalOptions{
 			Addrs:      o.Addrs,
 			MasterName: o.MasterName,
 			Username:   o.Username,
@@ -59,11 +59,11 @@ func (o ClientOptions) NewClient() (redis.UniversalClient, error) {
 		if raw == "" {
 			raw = DefaultURL
 		}
-		p, err := redis.ParseURL(raw)
+		p, err := goredis.ParseURL(raw)
 		if err != nil {
-			return nil, fmt.Errorf("redistransport: url: %w", err)
+			return nil, fmt.Errorf("redis: url: %w", err)
 		}
-		u = redis.UniversalOptions{
+		u = goredis.UniversalOptions{
 			Addrs:      []string{p.Addr},
 			MasterName: o.MasterName,
 			Username:   p.Username,
@@ -72,13 +72,13 @@ func (o ClientOptions) NewClient() (redis.UniversalClient, error) {
 			TLSConfig:  p.TLSConfig,
 		}
 	}
-	return redis.NewUniversalClient(&u), nil
+	return goredis.NewUniversalClient(&u), nil
 }
 
 // isCluster reports whether c talks to a Redis Cluster, where PUBLISH counts
 // only the subscribers on the node it reached and so cannot confirm delivery.
-func isCluster(c redis.UniversalClient) bool {
-	_, ok := c.(*redis.ClusterClient)
+func isCluster(c goredis.UniversalClient) bool {
+	_, ok := c.(*goredis.ClusterClient)
 	return ok
 }
 

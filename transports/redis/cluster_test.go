@@ -14,23 +14,23 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
 	"github.com/switchboard-rtc/switchboard/server/httpserver"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
-	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
+	"github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
 // newBackplane returns a Redis backplane on srv with prefix (through addr
 // when it is not empty, e.g. a proxy) and nodeTTL (0: the default), closed
 // when the test ends.
-func newBackplane(t *testing.T, srv *redistest.Server, prefix string, nodeTTL time.Duration, addr ...string) *redistransport.Backplane {
+func newBackplane(t *testing.T, srv *redistest.Server, prefix string, nodeTTL time.Duration, addr ...string) *redis.Backplane {
 	t.Helper()
 	url := srv.URL()
 	if len(addr) > 0 {
 		url = "redis://" + addr[0] + "/0"
 	}
-	bp, err := redistransport.NewBackplane(redistransport.BackplaneOptions{
-		ClientOptions: redistransport.ClientOptions{URL: url},
+	bp, err := redis.NewBackplane(redis.BackplaneOptions{
+		ClientOptions: redis.ClientOptions{URL: url},
 		Prefix:        prefix,
 		NodeTTL:       nodeTTL,
 	})
@@ -53,7 +53,7 @@ type wsNode struct {
 func startWS(t *testing.T, opts broker.Options) *wsNode {
 	t.Helper()
 	b := broker.New(opts)
-	tr := wstransport.New(wstransport.Options{})
+	tr := websocket.New(websocket.Options{})
 	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, tr).Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -73,7 +73,7 @@ func startWS(t *testing.T, opts broker.Options) *wsNode {
 }
 
 // cluster starts two WebSocket nodes, each with its own Redis backplane on srv.
-func cluster(t *testing.T, srv *redistest.Server, opts broker.Options) (n1, n2 *wsNode, bp1, bp2 *redistransport.Backplane) {
+func cluster(t *testing.T, srv *redistest.Server, opts broker.Options) (n1, n2 *wsNode, bp1, bp2 *redis.Backplane) {
 	t.Helper()
 	prefix := newPrefix()
 	bp1 = newBackplane(t, srv, prefix, 0)

@@ -11,18 +11,18 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
 	"github.com/switchboard-rtc/switchboard/server/httpserver"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
-	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
+	"github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
 // startBoth serves one broker over WebSocket and Redis at once, and returns
 // a dialer for each.
 func startBoth(t *testing.T, srv *redistest.Server, opts broker.Options) (ws, rd brokertest.Dialer) {
 	t.Helper()
-	n := startNode(t, srv, opts, redistransport.Options{})
-	tr := wstransport.New(wstransport.Options{})
+	n := startNode(t, srv, opts, redis.Options{})
+	tr := websocket.New(websocket.Options{})
 	hs := httptest.NewServer(httpserver.New(n.b, httpserver.Options{}, tr).Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

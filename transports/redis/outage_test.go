@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
 
@@ -48,7 +48,7 @@ func TestOutageLogged(t *testing.T) {
 	var logs logBuffer
 	b := broker.New(broker.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	defer b.Close(broker.ReasonKicked)
-	tr, err := redistransport.New(redistransport.Options{ClientOptions: redistransport.ClientOptions{URL: "redis://" + proxy.Addr() + "/0"}, Prefix: newPrefix()})
+	tr, err := redis.New(redis.Options{ClientOptions: redis.ClientOptions{URL: "redis://" + proxy.Addr() + "/0"}, Prefix: newPrefix()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +78,11 @@ func TestOutageLogged(t *testing.T) {
 // line repeated many times a second is logged once.
 func TestClientLogRouted(t *testing.T) {
 	var logs logBuffer
-	redistransport.RouteClientLog(slog.New(slog.NewJSONHandler(&logs, nil)))
+	redis.RouteClientLog(slog.New(slog.NewJSONHandler(&logs, nil)))
 	for i := 0; i < 50; i++ {
-		redistransport.ClientLogPrintf(context.Background(), "redis: %s:%d: failed to dial: %v", "pool.go", 42, "connection refused")
+		redis.ClientLogPrintf(context.Background(), "redis: %s:%d: failed to dial: %v", "pool.go", 42, "connection refused")
 	}
-	redistransport.ClientLogPrintf(context.Background(), "sentinel: new master=%q", "m")
+	redis.ClientLogPrintf(context.Background(), "sentinel: new master=%q", "m")
 	if n := logs.count(`"msg":"redis client"`); n != 2 {
 		t.Fatalf("%d lines, want 2:\n%s", n, logs.String())
 	}

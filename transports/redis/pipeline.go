@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-rtc/switchboard/broker"
 )
@@ -95,7 +95,7 @@ func (b *batcher[T]) send(lead bool, own int) {
 // pipeReq is one command waiting for its pipeline: a script (script set) or
 // a PUBLISH of msg to channel.
 type pipeReq struct {
-	script  *redis.Script
+	script  *goredis.Script
 	keys    []string
 	args    []any
 	channel string
@@ -111,7 +111,7 @@ type pipeReq struct {
 // pipeQueue sends the commands that wait at the same moment to Redis as one
 // pipeline (see batcher).
 type pipeQueue struct {
-	client redis.UniversalClient
+	client goredis.UniversalClient
 	b      batcher[*pipeReq]
 	// failed, if set, is told of the error of a request nobody waits for.
 	failed func(channel string, err error)
@@ -121,14 +121,14 @@ type pipeQueue struct {
 // publisher waiting for them; past it, publishers wait again.
 const maxAsync = 4096
 
-func newPipeQueue(client redis.UniversalClient) *pipeQueue {
+func newPipeQueue(client goredis.UniversalClient) *pipeQueue {
 	q := &pipeQueue{client: client}
 	q.b = batcher[*pipeReq]{max: maxPipeline, run: q.run}
 	return q
 }
 
 // eval runs script for keys and args within ctx.
-func (q *pipeQueue) eval(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
+func (q *pipeQueue) eval(ctx context.Context, script *goredis.Script, keys []string, args ...any) (any, error) {
 	return q.do(ctx, &pipeReq{script: script, keys: keys, args: args})
 }
 
@@ -196,7 +196,7 @@ func (q *pipeQueue) run(batch []*pipeReq) {
 		return
 	}
 	pipe := q.client.Pipeline()
-	cmds := make([]redis.Cmder, len(batch))
+	cmds := make([]goredis.Cmder, len(batch))
 	for i, r := range batch {
 		if r.script != nil {
 			cmds[i] = r.script.EvalSha(ctx, pipe, r.keys, r.args...)
@@ -207,9 +207,9 @@ func (q *pipeQueue) run(batch []*pipeReq) {
 	_, _ = pipe.Exec(ctx) // each command's error is looked at below
 	for i, r := range batch {
 		switch c := cmds[i].(type) {
-		case *redis.Cmd:
+		case *goredis.Cmd:
 			r.res, r.err = c.Result()
-			if r.err != nil && redis.HasErrorPrefix(r.err, "NOSCRIPT") {
+			if r.err != nil && goredis.HasErrorPrefix(r.err, "NOSCRIPT") {
 				r.res, r.err = r.script.Run(ctx, q.client, r.keys, r.args...).Result()
 			}
 		default:

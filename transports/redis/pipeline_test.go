@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
 
@@ -20,7 +20,7 @@ import (
 func TestConcurrentPushes(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t)
-	st := redistransport.NewStore(client, fmt.Sprintf("pipe%d", time.Now().UnixNano()))
+	st := redis.NewStore(client, fmt.Sprintf("pipe%d", time.Now().UnixNano()))
 	ctx := context.Background()
 	const sessions, senders, each = 4, 32, 50
 	for i := range sessions {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
 
@@ -68,7 +68,7 @@ func TestRedisRestart(t *testing.T) {
 	bp2 := newBackplane(t, srv, prefix, ttl)
 	opts := broker.Options{OfflineHold: time.Second, Rate: -1}
 	opts.NodeID, opts.Backplane = "node1", bp1
-	n1 := startNode(t, srv, opts, redistransport.Options{Prefix: prefix})
+	n1 := startNode(t, srv, opts, redis.Options{Prefix: prefix})
 	opts.NodeID, opts.Backplane = "node2", bp2
 	n2 := startWS(t, opts)
 	ready := func() error {

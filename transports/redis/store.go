@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-rtc/switchboard/broker"
 )
@@ -26,7 +26,7 @@ import (
 // same moment share one script call per hash slot (see mailboxScript).
 // Store is safe for concurrent use.
 type Store struct {
-	client  redis.UniversalClient
+	client  goredis.UniversalClient
 	prefix  string
 	cluster bool          // a Redis Cluster: a script call's keys share a slot
 	ops     *mailboxQueue // pushes, acks and marks from many connections share script calls
@@ -36,7 +36,7 @@ var _ broker.Store = (*Store)(nil)
 
 // NewStore returns a Store on client with key prefix (empty: DefaultPrefix).
 // The caller keeps ownership of client.
-func NewStore(client redis.UniversalClient, prefix string) *Store {
+func NewStore(client goredis.UniversalClient, prefix string) *Store {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
@@ -53,7 +53,7 @@ var (
 	// saveScript: KEYS hash, stream; ARGV rec, last, ttl (ms). It makes
 	// the stream, empty, if there is none, so that it has its ttl before
 	// the first push (which sets none).
-	saveScript = redis.NewScript(`
+	saveScript = goredis.NewScript(`
 redis.call('HSET', KEYS[1], 'rec', ARGV[1])
 for _, f in ipairs({'last', 'written', 'acked', 'dropped'}) do
   redis.call('HSETNX', KEYS[1], f, ARGV[2])
@@ -69,7 +69,7 @@ return 1
 	// takeScript: KEYS hash, stream; ARGV after, count. Returns {seq,
 	// body, seq, body, ...}, -1 when there is no such session, -2 when
 	// after reaches back past what was forgotten.
-	takeScript = redis.NewScript(`
+	takeScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local after = tonumber(ARGV[1])
 if after < tonumber(redis.call('HGET', KEYS[1], 'dropped') or '0') then return -2 end
@@ -101,7 +101,7 @@ func (s *Store) Save(ctx context.Context, rec broker.SessionRecord, ttl time.Dur
 func (s *Store) Load(ctx context.Context, id string) (broker.SessionRecord, error) {
 	var rec broker.SessionRecord
 	data, err := s.client.HGet(ctx, s.keys(id)[0], "rec").Bytes()
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(err, goredis.Nil) {
 		return rec, broker.ErrNoSession
 	}
 	if err != nil {

@@ -15,16 +15,16 @@ import (
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
 	"github.com/switchboard-rtc/switchboard/server/httpserver"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
-	wstransport "github.com/switchboard-rtc/switchboard/transports/websocket"
+	"github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
 // serveWS serves b over WebSocket for the test and returns its ws:// URL.
 func serveWS(t *testing.T, b *broker.Broker) string {
 	t.Helper()
-	tr := wstransport.New(wstransport.Options{})
+	tr := websocket.New(websocket.Options{})
 	srv := httptest.NewServer(httpserver.New(b, httpserver.Options{}, tr).Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -40,7 +40,7 @@ func TestStoreConformance(t *testing.T) {
 	brokertest.Run(t, brokertest.Harness{
 		Start: func(t *testing.T, opts broker.Options) brokertest.Dialer {
 			client := srv.Client(t)
-			opts.Store = redistransport.NewStore(client, fmt.Sprintf("conf%d", time.Now().UnixNano()))
+			opts.Store = redis.NewStore(client, fmt.Sprintf("conf%d", time.Now().UnixNano()))
 			opts.Logger = discardLogger()
 			b := broker.New(opts)
 			t.Cleanup(func() { b.Close(broker.ReasonKicked) })
@@ -56,12 +56,12 @@ func TestNodeDiesPeerResumesElsewhere(t *testing.T) {
 	srv := redistest.Start(t)
 	node := func(id string) (*broker.Broker, string) {
 		client := srv.Client(t)
-		bp, err := redistransport.NewBackplane(redistransport.BackplaneOptions{Client: client, Prefix: "die"})
+		bp, err := redis.NewBackplane(redis.BackplaneOptions{Client: client, Prefix: "die"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = bp.Close() })
-		b := broker.New(broker.Options{NodeID: id, Backplane: bp, Store: redistransport.NewStore(client, "die"), Logger: discardLogger(), Rate: -1})
+		b := broker.New(broker.Options{NodeID: id, Backplane: bp, Store: redis.NewStore(client, "die"), Logger: discardLogger(), Rate: -1})
 		t.Cleanup(func() { b.Close(broker.ReasonKicked) })
 		return b, serveWS(t, b)
 	}
@@ -112,7 +112,7 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 func TestStoreBoundsHold(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t)
-	b := broker.New(broker.Options{Store: redistransport.NewStore(client, "bounds"), Logger: discardLogger(),
+	b := broker.New(broker.Options{Store: redis.NewStore(client, "bounds"), Logger: discardLogger(),
 		Rate: -1, MailboxMessages: 16})
 	t.Cleanup(func() { b.Close(broker.ReasonKicked) })
 	ctx := context.Background()
@@ -173,7 +173,7 @@ func TestJunkOnInputLogsSparingly(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t)
 	logs := &syncBuffer{}
-	n := startNode(t, srv, broker.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))}, redistransport.Options{})
+	n := startNode(t, srv, broker.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))}, redis.Options{})
 	for i := range 500 {
 		if err := client.Publish(context.Background(), n.prefix+":in", fmt.Sprintf(`{"type":"ping","session":"junk%d"}`, i)).Err(); err != nil {
 			t.Fatal(err)

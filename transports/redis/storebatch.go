@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // Store batching. Every relayed message in a cluster is a push, and a
@@ -42,7 +42,7 @@ const (
 // nothing else is touched per push but the stream: the stream holds exactly
 // the seqs after max(acked, dropped) up to last, so its length needs no
 // asking, and Save gave it its ttl when it made it (nodes touch both keys).
-var mailboxScript = redis.NewScript(`
+var mailboxScript = goredis.NewScript(`
 local ss = {}
 local out = {}
 for j = 1, #ARGV, 4 do
@@ -155,7 +155,7 @@ type mailboxCall struct {
 	args []any
 	ops  []*mailboxOp
 	idx  map[string]int // session → its index in keys
-	cmd  *redis.Cmd
+	cmd  *goredis.Cmd
 }
 
 func (c *mailboxCall) add(s *Store, op *mailboxOp) {
@@ -206,7 +206,7 @@ func (q *mailboxQueue) run(batch []*mailboxOp) {
 		}
 		_, _ = pipe.Exec(ctx) // each call's error is looked at below
 		for _, c := range calls {
-			if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if err := c.cmd.Err(); err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
 				c.cmd = mailboxScript.Run(ctx, q.s.client, c.keys, c.args...)
 			}
 		}

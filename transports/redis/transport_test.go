@@ -14,7 +14,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
 
@@ -27,7 +27,7 @@ func newPrefix() string { return fmt.Sprintf("sbtest%d", prefixes.Add(1)) }
 // node is a broker with a running Redis transport.
 type node struct {
 	b      *broker.Broker
-	tr     *redistransport.Transport
+	tr     *redis.Transport
 	prefix string
 	stop   func() // stops the transport, then the broker; idempotent
 }
@@ -35,7 +35,7 @@ type node struct {
 // startNode starts a broker made with opts and a Redis transport with topts
 // in front of it, until the test ends. The transport's client is made from
 // srv's URL unless topts names a client.
-func startNode(t *testing.T, srv *redistest.Server, opts broker.Options, topts redistransport.Options) *node {
+func startNode(t *testing.T, srv *redistest.Server, opts broker.Options, topts redis.Options) *node {
 	t.Helper()
 	if topts.Prefix == "" {
 		topts.Prefix = newPrefix()
@@ -44,7 +44,7 @@ func startNode(t *testing.T, srv *redistest.Server, opts broker.Options, topts r
 		topts.URL = srv.URL()
 	}
 	b := broker.New(opts)
-	tr, err := redistransport.New(topts)
+	tr, err := redis.New(topts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestConformance(t *testing.T) {
 		Start: func(t *testing.T, opts broker.Options) brokertest.Dialer {
 			// A silent Redis peer is detected only by the idle timeout, so
 			// it follows the resume window when a test shortens that.
-			n := startNode(t, srv, opts, redistransport.Options{IdleTimeout: opts.ResumeWindow})
+			n := startNode(t, srv, opts, redis.Options{IdleTimeout: opts.ResumeWindow})
 			if opts.ResumeWindow > 0 {
 				// Peers that wait without sending stay alive as a client
 				// does, by pinging; one that is dropped stops.
@@ -123,7 +123,7 @@ func TestUnauthorizedEnvelopesAreDropped(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t)
 	reg := prometheus.NewRegistry()
-	n := startNode(t, srv, broker.Options{Registerer: reg}, redistransport.Options{})
+	n := startNode(t, srv, broker.Options{Registerer: reg}, redis.Options{})
 	d := redistest.Dial(client, n.prefix)
 	alice, _ := brokertest.Join(t, d, "r", "alice")
 	bob, _ := brokertest.Join(t, d, "r", "bob")
@@ -167,7 +167,7 @@ func TestUnauthorizedEnvelopesAreDropped(t *testing.T) {
 
 func TestSessionFieldIsStripped(t *testing.T) {
 	srv := redistest.Start(t)
-	n := startNode(t, srv, broker.Options{}, redistransport.Options{})
+	n := startNode(t, srv, broker.Options{}, redis.Options{})
 	d := redistest.Dial(srv.Client(t), n.prefix)
 	a, _ := brokertest.Join(t, d, "r", "a")
 	b, _ := brokertest.Join(t, d, "r", "b")
@@ -181,7 +181,7 @@ func TestSessionFieldIsStripped(t *testing.T) {
 func TestEndedSessionIsTold(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t)
-	n := startNode(t, srv, broker.Options{}, redistransport.Options{})
+	n := startNode(t, srv, broker.Options{}, redis.Options{})
 	d := redistest.Dial(client, n.prefix)
 	a, _ := brokertest.Join(t, d, "r", "a")
 	a.Send(`{"type":"leave"}`)
@@ -196,7 +196,7 @@ func TestEndedSessionIsTold(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	srv := redistest.Start(t)
-	n := startNode(t, srv, broker.Options{}, redistransport.Options{IdleTimeout: 400 * time.Millisecond})
+	n := startNode(t, srv, broker.Options{}, redis.Options{IdleTimeout: 400 * time.Millisecond})
 	d := redistest.Dial(srv.Client(t), n.prefix)
 	a, _ := brokertest.Join(t, d, "r", "a")
 	b, _ := brokertest.Join(t, d, "r", "b")
@@ -226,7 +226,7 @@ func TestIdleTimeout(t *testing.T) {
 
 func TestBrokerChosenPeerID(t *testing.T) {
 	srv := redistest.Start(t)
-	n := startNode(t, srv, broker.Options{OfflineHold: 5 * time.Second}, redistransport.Options{})
+	n := startNode(t, srv, broker.Options{OfflineHold: 5 * time.Second}, redis.Options{})
 	d := redistest.Dial(srv.Client(t), n.prefix)
 	a, _ := brokertest.Join(t, d, "r", "a")
 	// Messages queued for a peer before it can know its channel (right after
@@ -254,7 +254,7 @@ func TestBrokerChosenPeerID(t *testing.T) {
 func TestWindowWaitsForAcks(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t)
-	n := startNode(t, srv, broker.Options{Rate: -1, MailboxMessages: 64}, redistransport.Options{})
+	n := startNode(t, srv, broker.Options{Rate: -1, MailboxMessages: 64}, redis.Options{})
 	d := redistest.Dial(client, n.prefix)
 	a, _ := brokertest.Join(t, d, "r", "a")
 	b, _ := brokertest.Join(t, d, "r", "b")
@@ -300,7 +300,7 @@ func TestWindowWaitsForAcks(t *testing.T) {
 func TestShutdown(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t)
-	n := startNode(t, srv, broker.Options{}, redistransport.Options{})
+	n := startNode(t, srv, broker.Options{}, redis.Options{})
 	d := redistest.Dial(client, n.prefix)
 	a, _ := brokertest.Join(t, d, "r", "a")
 	b, _ := brokertest.Join(t, d, "r", "b")
@@ -324,18 +324,18 @@ func TestShutdown(t *testing.T) {
 }
 
 func TestReadyBeforeRun(t *testing.T) {
-	tr, err := redistransport.New(redistransport.Options{ClientOptions: redistransport.ClientOptions{URL: "redis://127.0.0.1:1/0"}})
+	tr, err := redis.New(redis.Options{ClientOptions: redis.ClientOptions{URL: "redis://127.0.0.1:1/0"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if tr.Ready() == nil {
 		t.Fatal("ready before Run")
 	}
-	if _, err := redistransport.New(redistransport.Options{ClientOptions: redistransport.ClientOptions{URL: "http://x"}}); err == nil {
+	if _, err := redis.New(redis.Options{ClientOptions: redis.ClientOptions{URL: "http://x"}}); err == nil {
 		t.Fatal("a non-redis URL was taken")
 	}
-	both := redistransport.Options{ClientOptions: redistransport.ClientOptions{URL: "redis://a:1", Addrs: []string{"a:1"}}}
-	if _, err := redistransport.New(both); err == nil {
+	both := redis.Options{ClientOptions: redis.ClientOptions{URL: "redis://a:1", Addrs: []string{"a:1"}}}
+	if _, err := redis.New(both); err == nil {
 		t.Fatal("url and addrs both taken")
 	}
 }
@@ -346,7 +346,7 @@ url: redis://user:secret@redis.internal:6380/2
 prefix: sig
 idle_timeout: 45s
 `
-	var o redistransport.Options
+	var o redis.Options
 	dec := yaml.NewDecoder(strings.NewReader(text))
 	dec.KnownFields(true)
 	if err := dec.Decode(&o); err != nil {
@@ -355,7 +355,7 @@ idle_timeout: 45s
 	if o.URL != "redis://user:secret@redis.internal:6380/2" || o.Prefix != "sig" || o.IdleTimeout != 45*time.Second {
 		t.Fatalf("%+v", o)
 	}
-	var c redistransport.BackplaneOptions
+	var c redis.BackplaneOptions
 	dec = yaml.NewDecoder(strings.NewReader("addrs: [a:7000, b:7000]\nmaster_name: main\npassword: p\ntls: true\nnode_ttl: 10s\n"))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -372,7 +372,7 @@ idle_timeout: 45s
 }
 
 func TestRegistered(t *testing.T) {
-	tr, err := broker.NewTransport("redis", &redistransport.Options{ClientOptions: redistransport.ClientOptions{URL: "redis://127.0.0.1:1/0"}, Prefix: "x"}, broker.TransportOptions{})
+	tr, err := broker.NewTransport("redis", &redis.Options{ClientOptions: redis.ClientOptions{URL: "redis://127.0.0.1:1/0"}, Prefix: "x"}, broker.TransportOptions{})
 	if err != nil || tr.Name() != "redis" {
 		t.Fatalf("%v %v", tr, err)
 	}
@@ -387,14 +387,14 @@ func TestClusterRedisDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tr.(*redistransport.Transport).Options().URL; got != shared.Redis.URL {
+	if got := tr.(*redis.Transport).Options().URL; got != shared.Redis.URL {
 		t.Fatalf("url %q, want the cluster's", got)
 	}
-	tr, err = broker.NewTransport("redis", &redistransport.Options{ClientOptions: redistransport.ClientOptions{URL: "redis://127.0.0.1:1/0"}}, shared)
+	tr, err = broker.NewTransport("redis", &redis.Options{ClientOptions: redis.ClientOptions{URL: "redis://127.0.0.1:1/0"}}, shared)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tr.(*redistransport.Transport).Options().URL; got != "redis://127.0.0.1:1/0" {
+	if got := tr.(*redis.Transport).Options().URL; got != "redis://127.0.0.1:1/0" {
 		t.Fatalf("url %q, want its own", got)
 	}
 }
@@ -408,8 +408,8 @@ func TestSharedInputChannel(t *testing.T) {
 	prefix := newPrefix()
 	bp1 := newBackplane(t, srv, prefix, 0)
 	bp2 := newBackplane(t, srv, prefix, 0)
-	startNode(t, srv, broker.Options{NodeID: "n1", Backplane: bp1}, redistransport.Options{Prefix: prefix})
-	startNode(t, srv, broker.Options{NodeID: "n2", Backplane: bp2}, redistransport.Options{Prefix: prefix})
+	startNode(t, srv, broker.Options{NodeID: "n1", Backplane: bp1}, redis.Options{Prefix: prefix})
+	startNode(t, srv, broker.Options{NodeID: "n2", Backplane: bp2}, redis.Options{Prefix: prefix})
 	d := redistest.Dial(client, prefix)
 	a, _ := brokertest.Join(t, d, "r", "a")
 	b, _ := brokertest.Join(t, d, "r", "b")
@@ -459,12 +459,12 @@ func TestSharedInboxTakesNothingOver(t *testing.T) {
 	srv := redistest.Start(t)
 	prefix := newPrefix()
 	client := srv.Client(t)
-	st := redistransport.NewStore(client, prefix)
+	st := redis.NewStore(client, prefix)
 	nodes := make([]*node, 2)
 	for i := range nodes {
 		bp := newBackplane(t, srv, prefix, 0)
 		nodes[i] = startNode(t, srv, broker.Options{NodeID: fmt.Sprint("n", i), Backplane: bp, Store: st, Rate: -1},
-			redistransport.Options{Prefix: prefix})
+			redis.Options{Prefix: prefix})
 	}
 	d := redistest.Dial(client, prefix)
 	p, w := brokertest.Join(t, d, "r", "svc")
@@ -477,7 +477,7 @@ func TestSharedInboxTakesNothingOver(t *testing.T) {
 	carriers := func() int {
 		n := 0
 		for _, nd := range nodes {
-			if s, ok := nd.b.LocalSession(w.Session); ok && !s.Closed() && s.Transport() == redistransport.Name {
+			if s, ok := nd.b.LocalSession(w.Session); ok && !s.Closed() && s.Transport() == redis.Name {
 				n++
 			}
 		}
@@ -510,7 +510,7 @@ func TestSharedInboxTakesNothingOver(t *testing.T) {
 // is refused to its sender, not dropped unheard; the session goes on.
 func TestDeepEnvelopeRefused(t *testing.T) {
 	srv := redistest.Start(t)
-	n := startNode(t, srv, broker.Options{}, redistransport.Options{})
+	n := startNode(t, srv, broker.Options{}, redis.Options{})
 	d := redistest.Dial(srv.Client(t), n.prefix)
 	a, _ := brokertest.Join(t, d, "r", "a")
 	deep := strings.Repeat("[", 12000) + strings.Repeat("]", 12000)

@@ -12,5 +12,7 @@
 // the way database/sql drivers do. Several broker nodes share rooms through a
 // [Backplane]; [MemoryBackplane] is the in-process one.
 //
-// The package imports no transport and no network library.
+// The package imports no transport and no network library. Its files are
+// named for the steps of an envelope's path through it, which
+// docs/architecture.md follows file by file.
 package broker

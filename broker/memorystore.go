@@ -151,7 +151,7 @@ func (m *MemoryStore) Delete(_ context.Context, id string) error {
 	return nil
 }
 
-// box implements boxer: the session's mailbox itself, or nil when the
+// box returns the session's mailbox itself (see boxOf), or nil when the
 // store has no such session.
 func (m *MemoryStore) box(id string) sessionBox {
 	if s := m.get(id); s != nil {

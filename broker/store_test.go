@@ -409,3 +409,31 @@ func TestNoWordOfItself(t *testing.T) {
 		t.Fatalf("alice was told %q", frames)
 	}
 }
+
+// pushCounting counts the deliveries pushed through a MemoryStore.
+type pushCounting struct {
+	broker.MemoryStore
+	pushed atomic.Int64
+}
+
+func (s *pushCounting) Push(ctx context.Context, ds []broker.Delivery) error {
+	s.pushed.Add(int64(len(ds)))
+	return s.MemoryStore.Push(ctx, ds)
+}
+
+// TestWrappedStoreIsCalled: a Store that embeds a MemoryStore to change
+// what it does is called for every message, those to sessions on this node
+// included: the broker's shortcut into a MemoryStore's mailboxes is for a
+// MemoryStore itself only.
+func TestWrappedStoreIsCalled(t *testing.T) {
+	st := &pushCounting{}
+	b := clusterNode(t, "n1", &broker.MemoryBackplane{}, st, broker.Options{})
+	alice, _ := joinOn(t, b, "alice"), joinOn(t, b, "bob")
+	before := st.pushed.Load()
+	if err := alice.Session.HandleRaw(context.Background(), []byte(`{"type":"message","to":"bob"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.pushed.Load() - before; n != 1 {
+		t.Fatalf("%d pushes through the wrapper for one message", n)
+	}
+}

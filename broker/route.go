@@ -20,6 +20,11 @@ var receivers = sync.Pool{New: func() any { return new([]notice) }}
 
 // route relays a peer's envelope to its receiver, or to the room.
 func (b *Broker) route(ctx context.Context, s *Session, env *Envelope) error {
+	if _, ok := ctx.Deadline(); !ok {
+		// A transport's read loop may hand no deadline (WebSocket does
+		// not): the store and backplane calls below get the broker's.
+		ctx = b.opCtx()
+	}
 	r := s.room
 	env.Room, env.From = r.id, s.peer
 	f := newFrame(env)

@@ -437,3 +437,46 @@ func TestWrappedStoreIsCalled(t *testing.T) {
 		t.Fatalf("%d pushes through the wrapper for one message", n)
 	}
 }
+
+// deadlineChecking records whether every call the broker makes to it
+// carries a deadline.
+type deadlineChecking struct {
+	broker.MemoryBackplane
+	calls, without atomic.Int64
+}
+
+func (bp *deadlineChecking) check(ctx context.Context) {
+	bp.calls.Add(1)
+	if _, ok := ctx.Deadline(); !ok {
+		bp.without.Add(1)
+	}
+}
+
+func (bp *deadlineChecking) Members(ctx context.Context, room string) ([]broker.Member, error) {
+	bp.check(ctx)
+	return bp.MemoryBackplane.Members(ctx, room)
+}
+
+func (bp *deadlineChecking) Publish(ctx context.Context, ev broker.Event) error {
+	bp.check(ctx)
+	return bp.MemoryBackplane.Publish(ctx, ev)
+}
+
+// TestRelayCallsHaveDeadlines: a transport that hands an envelope over
+// with a context that never ends (WebSocket's read loop does) still gets
+// no store or backplane call without a deadline, so a stalled Redis cannot
+// hold the peer's reading for ever.
+func TestRelayCallsHaveDeadlines(t *testing.T) {
+	bp := &deadlineChecking{}
+	b := clusterNode(t, "n1", bp, &broker.MemoryStore{}, broker.Options{})
+	alice, _ := joinOn(t, b, "alice"), joinOn(t, b, "bob")
+	for _, msg := range []string{`{"type":"message"}`, `{"type":"message","to":"bob"}`, `{"type":"message","to":"carol"}`} {
+		_ = alice.Session.HandleRaw(context.Background(), []byte(msg))
+	}
+	if bp.calls.Load() == 0 {
+		t.Fatal("no backplane call made: the test checks nothing")
+	}
+	if n := bp.without.Load(); n != 0 {
+		t.Fatalf("%d of %d backplane calls without a deadline", n, bp.calls.Load())
+	}
+}

@@ -9,11 +9,5 @@ func (t *Transport) FailedAttempts() int {
 	if sub == nil {
 		return 0
 	}
-	return sub.failedAttempts()
+	return sub.FailedAttempts()
 }
-
-// RouteClientLog and ClientLogPrintf expose the go-redis log adapter.
-var (
-	RouteClientLog  = routeClientLog
-	ClientLogPrintf = clientLogger.Printf
-)

@@ -22,17 +22,23 @@ import (
 func startBoth(t *testing.T, srv *redistest.Server, opts broker.Options) (ws, rd brokertest.Dialer) {
 	t.Helper()
 	n := startNode(t, srv, opts, redis.Options{})
+	return serveWS(t, n.b), redistest.Dial(srv.Client(t), n.prefix)
+}
+
+// serveWS serves b over WebSocket until the test ends, and returns a dialer.
+func serveWS(t *testing.T, b *broker.Broker) brokertest.Dialer {
+	t.Helper()
 	tr := websocket.New(websocket.Options{})
-	hs := httptest.NewServer(httpserver.New(n.b, httpserver.Options{}, tr).Handler())
+	hs := httptest.NewServer(httpserver.New(b, httpserver.Options{}, tr).Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = tr.Run(ctx, n.b); close(done) }()
+	go func() { _ = tr.Run(ctx, b); close(done) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
 		hs.Close()
 	})
-	return transporttest.WebSocket(transporttest.WSURL(hs.URL)), redistest.Dial(srv.Client(t), n.prefix)
+	return transporttest.WebSocket(transporttest.WSURL(hs.URL))
 }
 
 // TestRedisAndWebSocketPeers sets up a call between a service on Redis and

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/broker/brokertest"
 	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
@@ -74,19 +76,23 @@ func TestOutageLogged(t *testing.T) {
 	}
 }
 
-// TestClientLogRouted: go-redis's own lines reach slog, structured, and a
-// line repeated many times a second is logged once.
-func TestClientLogRouted(t *testing.T) {
-	var logs logBuffer
-	redis.RouteClientLog(slog.New(slog.NewJSONHandler(&logs, nil)))
-	for i := 0; i < 50; i++ {
-		redis.ClientLogPrintf(context.Background(), "redis: %s:%d: failed to dial: %v", "pool.go", 42, "connection refused")
+// TestJunkOnInputLogsSparingly: whoever can publish to Prefix:in cannot
+// make the broker log a line per message: junk is counted, and logged at
+// most once per interval.
+func TestJunkOnInputLogsSparingly(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	logs := &logBuffer{}
+	n := startNode(t, srv, broker.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))}, redis.Options{})
+	for i := range 500 {
+		if err := client.Publish(context.Background(), n.prefix+":in", fmt.Sprintf(`{"type":"ping","session":"junk%d"}`, i)).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	redis.ClientLogPrintf(context.Background(), "sentinel: new master=%q", "m")
-	if n := logs.count(`"msg":"redis client"`); n != 2 {
-		t.Fatalf("%d lines, want 2:\n%s", n, logs.String())
-	}
-	if logs.count(`"component":"go-redis","detail":"redis: pool.go:42: failed to dial: connection refused"`) != 1 {
-		t.Fatalf("the dial failure is not there as a structured line:\n%s", logs.String())
+	// The input channel is read in order: once this join is answered, the
+	// junk before it has been dealt with.
+	brokertest.Join(t, redistest.Dial(client, n.prefix), "r", "a")
+	if lines := strings.Count(logs.String(), "dropped"); lines > 2 {
+		t.Fatalf("500 junk messages logged %d lines:\n%.2000s", lines, logs.String())
 	}
 }

@@ -64,13 +64,15 @@ func TestRedisRestart(t *testing.T) {
 	srv := redistest.Start(t)
 	prefix := newPrefix()
 	const ttl = 2 * time.Second
-	bp1 := newBackplane(t, srv, prefix, ttl)
-	bp2 := newBackplane(t, srv, prefix, ttl)
+	bp1 := redistest.NewBackplane(t, srv, prefix, ttl)
+	bp2 := redistest.NewBackplane(t, srv, prefix, ttl)
 	opts := broker.Options{OfflineHold: time.Second, Rate: -1}
 	opts.NodeID, opts.Backplane = "node1", bp1
 	n1 := startNode(t, srv, opts, redis.Options{Prefix: prefix})
 	opts.NodeID, opts.Backplane = "node2", bp2
-	n2 := startWS(t, opts)
+	b2 := broker.New(opts)
+	t.Cleanup(func() { b2.Close(broker.ReasonKicked) })
+	ws := serveWS(t, b2)
 	ready := func() error {
 		for _, r := range []interface{ Ready() error }{n1.tr, bp1, bp2} {
 			if err := r.Ready(); err != nil {
@@ -88,7 +90,7 @@ func TestRedisRestart(t *testing.T) {
 	// as a client library does: pub/sub loses what is in flight when Redis dies.
 	peerClient := srv.Client(t)
 	rp, _ := brokertest.Join(t, redistest.DialWith(peerClient, prefix, redistest.Options{Resume: true}), "call", "svc")
-	wp, _ := brokertest.Join(t, n2.dial, "call", "web")
+	wp, _ := brokertest.Join(t, ws, "call", "web")
 	rp.Expect(broker.TypePeerJoined)
 	wp.Send(`{"type":"offer","to":"svc","payload":{"type":"offer","sdp":"x"}}`)
 	rp.Expect("offer")

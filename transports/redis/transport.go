@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/internal/promreg"
+	"github.com/switchboard-rtc/switchboard/internal/redisclient"
 )
 
 // Name is the transport's registered name.
@@ -95,7 +96,7 @@ type Transport struct {
 	joinLog  broker.LogLimiter
 
 	mu       sync.Mutex
-	sub      *subscription
+	sub      *redisclient.Subscription
 	peers    map[string]*peer // by session secret: sessions carried by this transport
 	running  bool
 	stopping bool
@@ -120,7 +121,7 @@ func New(opts Options) (*Transport, error) {
 		}
 		t.client, t.own = c, true
 	}
-	t.cluster = isCluster(t.client)
+	t.cluster = redisclient.IsCluster(t.client)
 	return t, nil
 }
 
@@ -162,8 +163,8 @@ func (t *Transport) Run(ctx context.Context, b *broker.Broker) error {
 	t.window = max(1, min(bo.MailboxMessages/2, 512))
 	t.windowB = max(bo.MaxEnvelope, bo.MailboxBytes/2)
 	t.joinSlot = make(chan struct{}, concurrentJoins)
-	t.sub = newSubscription(t.client, []string{t.keys.in()}, t.log, t.receive)
-	t.sub.onSubscribed = func(again bool) {
+	t.sub = redisclient.NewSubscription(t.client, []string{t.keys.in()}, t.log, t.receive)
+	t.sub.OnSubscribed = func(again bool) {
 		if !again {
 			t.log.Info("redis transport listening", "channel", t.keys.in(), "cluster", t.cluster, "shared", t.shared)
 		}
@@ -171,12 +172,12 @@ func (t *Transport) Run(ctx context.Context, b *broker.Broker) error {
 	t.running = true
 	t.mu.Unlock()
 
-	routeClientLog(b.Logger())
+	redisclient.RouteLog(b.Logger())
 	t.log.Debug("redis transport subscribing", "channel", t.keys.in())
-	t.sub.start()
+	t.sub.Start()
 	<-ctx.Done()
 
-	t.sub.close()
+	t.sub.Close()
 	t.mu.Lock()
 	t.stopping = true
 	t.mu.Unlock()

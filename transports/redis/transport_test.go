@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
+	clusterredis "github.com/switchboard-rtc/switchboard/cluster/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
@@ -355,7 +356,7 @@ idle_timeout: 45s
 	if o.URL != "redis://user:secret@redis.internal:6380/2" || o.Prefix != "sig" || o.IdleTimeout != 45*time.Second {
 		t.Fatalf("%+v", o)
 	}
-	var c redis.BackplaneOptions
+	var c clusterredis.BackplaneOptions
 	dec = yaml.NewDecoder(strings.NewReader("addrs: [a:7000, b:7000]\nmaster_name: main\npassword: p\ntls: true\nnode_ttl: 10s\n"))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -406,8 +407,8 @@ func TestSharedInputChannel(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t)
 	prefix := newPrefix()
-	bp1 := newBackplane(t, srv, prefix, 0)
-	bp2 := newBackplane(t, srv, prefix, 0)
+	bp1 := redistest.NewBackplane(t, srv, prefix, 0)
+	bp2 := redistest.NewBackplane(t, srv, prefix, 0)
 	startNode(t, srv, broker.Options{NodeID: "n1", Backplane: bp1}, redis.Options{Prefix: prefix})
 	startNode(t, srv, broker.Options{NodeID: "n2", Backplane: bp2}, redis.Options{Prefix: prefix})
 	d := redistest.Dial(client, prefix)
@@ -459,10 +460,10 @@ func TestSharedInboxTakesNothingOver(t *testing.T) {
 	srv := redistest.Start(t)
 	prefix := newPrefix()
 	client := srv.Client(t)
-	st := redis.NewStore(client, prefix)
+	st := clusterredis.NewStore(client, prefix)
 	nodes := make([]*node, 2)
 	for i := range nodes {
-		bp := newBackplane(t, srv, prefix, 0)
+		bp := redistest.NewBackplane(t, srv, prefix, 0)
 		nodes[i] = startNode(t, srv, broker.Options{NodeID: fmt.Sprint("n", i), Backplane: bp, Store: st, Rate: -1},
 			redis.Options{Prefix: prefix})
 	}

@@ -19,10 +19,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-rtc/switchboard/broker"
+	clusterredis "github.com/switchboard-rtc/switchboard/cluster/redis"
 	"github.com/switchboard-rtc/switchboard/server/httpserver"
 	"github.com/switchboard-rtc/switchboard/server/internal/config"
 	"github.com/switchboard-rtc/switchboard/transports/origin"
-	redistransport "github.com/switchboard-rtc/switchboard/transports/redis"
 )
 
 // Node is a running broker with its transports and HTTP server.
@@ -34,7 +34,7 @@ type Node struct {
 	transports []broker.Transport
 
 	redis     redis.UniversalClient
-	backplane *redistransport.Backplane
+	backplane *clusterredis.Backplane
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -108,7 +108,7 @@ func (n *Node) ready() error {
 // joinCluster sets opts up for cluster mode: a Redis backplane and store.
 func (n *Node) joinCluster(cfg config.Config, opts *broker.Options) error {
 	c := cfg.Cluster
-	client, err := redistransport.ClientOptions{URL: c.RedisURL, Addrs: c.RedisAddrs, MasterName: c.MasterName}.NewClient()
+	client, err := clusterredis.ClientOptions{URL: c.RedisURL, Addrs: c.RedisAddrs, MasterName: c.MasterName}.NewClient()
 	if err != nil {
 		return err
 	}
@@ -117,14 +117,14 @@ func (n *Node) joinCluster(cfg config.Config, opts *broker.Options) error {
 		// A dead node's peers are reported gone only once they can no longer resume.
 		ttl = max(cfg.Delivery.ResumeWindow, 30*time.Second)
 	}
-	bp, err := redistransport.NewBackplane(redistransport.BackplaneOptions{Client: client, Prefix: c.Prefix, NodeTTL: ttl, Logger: n.log})
+	bp, err := clusterredis.NewBackplane(clusterredis.BackplaneOptions{Client: client, Prefix: c.Prefix, NodeTTL: ttl, Logger: n.log})
 	if err != nil {
 		_ = client.Close()
 		return err
 	}
 	n.redis, n.backplane = client, bp
 	opts.Backplane = bp
-	opts.Store = redistransport.NewStore(client, c.Prefix)
+	opts.Store = clusterredis.NewStore(client, c.Prefix)
 	if opts.NodeID == "" {
 		opts.NodeID = "node-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	}

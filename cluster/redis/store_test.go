@@ -8,14 +8,13 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
+	"github.com/switchboard-rtc/switchboard/cluster/redis"
 	"github.com/switchboard-rtc/switchboard/server/httpserver"
-	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
 	"github.com/switchboard-rtc/switchboard/transports/websocket"
@@ -145,44 +144,5 @@ func TestStoreBoundsHold(t *testing.T) {
 	err := sender.HandleRaw(ctx, []byte(`{"type":"message","to":"ghost-16","id":"m16"}`))
 	if pe := (*broker.Error)(nil); !errors.As(err, &pe) || pe.Code != broker.CodePeerUnavailable || pe.Ref != "m16" {
 		t.Fatalf("a 17th held message: %v, want peer-unavailable", err)
-	}
-}
-
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// TestJunkOnInputLogsSparingly: whoever can publish to Prefix:in cannot
-// make the broker log a line per message: junk is counted, and logged at
-// most once per interval.
-func TestJunkOnInputLogsSparingly(t *testing.T) {
-	srv := redistest.Start(t)
-	client := srv.Client(t)
-	logs := &syncBuffer{}
-	n := startNode(t, srv, broker.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))}, redis.Options{})
-	for i := range 500 {
-		if err := client.Publish(context.Background(), n.prefix+":in", fmt.Sprintf(`{"type":"ping","session":"junk%d"}`, i)).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The input channel is read in order: once this join is answered, the
-	// junk before it has been dealt with.
-	brokertest.Join(t, redistest.Dial(client, n.prefix), "r", "a")
-	if lines := strings.Count(logs.String(), "dropped"); lines > 2 {
-		t.Fatalf("500 junk messages logged %d lines:\n%.2000s", lines, logs.String())
 	}
 }

@@ -8,38 +8,23 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
+	"github.com/switchboard-rtc/switchboard/cluster/redis"
 	"github.com/switchboard-rtc/switchboard/server/httpserver"
-	"github.com/switchboard-rtc/switchboard/transports/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 	"github.com/switchboard-rtc/switchboard/transports/transporttest"
 	"github.com/switchboard-rtc/switchboard/transports/websocket"
 )
 
-// newBackplane returns a Redis backplane on srv with prefix (through addr
-// when it is not empty, e.g. a proxy) and nodeTTL (0: the default), closed
-// when the test ends.
-func newBackplane(t *testing.T, srv *redistest.Server, prefix string, nodeTTL time.Duration, addr ...string) *redis.Backplane {
-	t.Helper()
-	url := srv.URL()
-	if len(addr) > 0 {
-		url = "redis://" + addr[0] + "/0"
-	}
-	bp, err := redis.NewBackplane(redis.BackplaneOptions{
-		ClientOptions: redis.ClientOptions{URL: url},
-		Prefix:        prefix,
-		NodeTTL:       nodeTTL,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = bp.Close() })
-	return bp
-}
+var prefixes atomic.Int64
+
+// newPrefix returns a key prefix no other test in this process uses.
+func newPrefix() string { return fmt.Sprintf("sbcluster%d", prefixes.Add(1)) }
 
 // wsNode is a broker serving WebSocket, for the cluster tests.
 type wsNode struct {
@@ -76,8 +61,8 @@ func startWS(t *testing.T, opts broker.Options) *wsNode {
 func cluster(t *testing.T, srv *redistest.Server, opts broker.Options) (n1, n2 *wsNode, bp1, bp2 *redis.Backplane) {
 	t.Helper()
 	prefix := newPrefix()
-	bp1 = newBackplane(t, srv, prefix, 0)
-	bp2 = newBackplane(t, srv, prefix, 0)
+	bp1 = redistest.NewBackplane(t, srv, prefix, 0)
+	bp2 = redistest.NewBackplane(t, srv, prefix, 0)
 	o1, o2 := opts, opts
 	o1.NodeID, o1.Backplane = "node1", bp1
 	o2.NodeID, o2.Backplane = "node2", bp2
@@ -97,7 +82,7 @@ func peerNames(w brokertest.Welcome) []string {
 // one included, on a Redis backplane shared by the suite's two brokers.
 func TestBackplaneSuite(t *testing.T) {
 	srv := redistest.Start(t)
-	fresh := func(t *testing.T) broker.Backplane { return newBackplane(t, srv, newPrefix(), 0) }
+	fresh := func(t *testing.T) broker.Backplane { return redistest.NewBackplane(t, srv, newPrefix(), 0) }
 	t.Run("Cluster", func(t *testing.T) { brokertest.RunBackplane(t, fresh) })
 	t.Run("Contract", func(t *testing.T) { brokertest.RunBackplaneContract(t, fresh) })
 }
@@ -211,8 +196,8 @@ func TestClusterNodeDeath(t *testing.T) {
 	proxy := redistest.NewProxy(t, srv.Addr())
 	prefix := newPrefix()
 	const ttl = 600 * time.Millisecond
-	bp1 := newBackplane(t, srv, prefix, ttl)
-	bp2 := newBackplane(t, srv, prefix, ttl, proxy.Addr())
+	bp1 := redistest.NewBackplane(t, srv, prefix, ttl)
+	bp2 := redistest.NewBackplane(t, srv, prefix, ttl, proxy.Addr())
 	n1 := startWS(t, broker.Options{NodeID: "node1", Backplane: bp1})
 	n2 := startWS(t, broker.Options{NodeID: "node2", Backplane: bp2})
 	a, _ := brokertest.Join(t, n1.dial, "r", "a")
@@ -254,7 +239,7 @@ func TestClusterNodeDeath(t *testing.T) {
 func TestClusterStaleMembers(t *testing.T) {
 	srv := redistest.Start(t)
 	prefix := newPrefix()
-	bp1 := newBackplane(t, srv, prefix, 0)
+	bp1 := redistest.NewBackplane(t, srv, prefix, 0)
 	n1 := startWS(t, broker.Options{NodeID: "node1", Backplane: bp1})
 	// A crashed node's leftovers, as its run wrote them; its key has not
 	// expired yet, so the member looks alive.
@@ -272,7 +257,7 @@ func TestClusterStaleMembers(t *testing.T) {
 	}
 	// The node starts again under its id: what it left behind is removed,
 	// and the others told.
-	bp9 := newBackplane(t, srv, prefix, 0)
+	bp9 := redistest.NewBackplane(t, srv, prefix, 0)
 	cancel := bp9.Subscribe("node9", func(broker.Event) {})
 	defer cancel()
 	if env := a.Expect(broker.TypePeerLeft); string(env.Payload) != `{"peer":"g","reason":"timeout"}` {
@@ -286,8 +271,8 @@ func TestClusterStaleMembers(t *testing.T) {
 func TestBackplaneContract(t *testing.T) {
 	srv := redistest.Start(t)
 	prefix := newPrefix()
-	bp1 := newBackplane(t, srv, prefix, 0)
-	bp2 := newBackplane(t, srv, prefix, 0)
+	bp1 := redistest.NewBackplane(t, srv, prefix, 0)
+	bp2 := redistest.NewBackplane(t, srv, prefix, 0)
 	ctx := context.Background()
 	var mu sync.Mutex
 	var got1, got2 []broker.Event

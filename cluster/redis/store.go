@@ -10,6 +10,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/internal/redisclient"
 )
 
 // Store is the broker.Store on Redis: each session is a hash (its record
@@ -40,7 +41,7 @@ func NewStore(client goredis.UniversalClient, prefix string) *Store {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	s := &Store{client: client, prefix: prefix, cluster: isCluster(client)}
+	s := &Store{client: client, prefix: prefix, cluster: redisclient.IsCluster(client)}
 	s.ops = newMailboxQueue(s)
 	return s
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/broker"
 	"github.com/switchboard-rtc/switchboard/broker/brokertest"
-	"github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/cluster/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/broker"
-	"github.com/switchboard-rtc/switchboard/transports/redis"
+	"github.com/switchboard-rtc/switchboard/cluster/redis"
 	"github.com/switchboard-rtc/switchboard/transports/redis/redistest"
 )
 

@@ -1,4 +1,4 @@
-package redis
+package redisclient
 
 import (
 	"context"
@@ -30,18 +30,18 @@ const (
 // errNotSubscribed is what Err reports before the first subscription is confirmed.
 var errNotSubscribed = errors.New("redis: not subscribed yet")
 
-// subscription keeps one connection subscribed to a fixed set of channels,
+// Subscription keeps one connection subscribed to a fixed set of channels,
 // whatever happens to Redis: it reads messages and hands them to handle, in
 // order, from its one goroutine; when the connection fails (an error, or no
 // answer to a ping) it drops it and subscribes again on a new one, with
 // backoff. go-redis's PubSub also reconnects by itself, but only when a read
 // fails, and it cannot tell its caller; owning the loop lets Err report an
-// outage while it lasts and onSubscribed run after every (re)subscription.
-type subscription struct {
+// outage while it lasts and OnSubscribed run after every (re)subscription.
+type Subscription struct {
 	client       goredis.UniversalClient
 	channels     []string
 	handle       func(*goredis.Message)
-	onSubscribed func(again bool) // after every confirmed subscription; again: not the first
+	OnSubscribed func(again bool) // after every confirmed subscription; again: not the first
 	log          *slog.Logger
 
 	firstOnce sync.Once
@@ -57,8 +57,8 @@ type subscription struct {
 	done     chan struct{}
 }
 
-func newSubscription(client goredis.UniversalClient, channels []string, log *slog.Logger, handle func(*goredis.Message)) *subscription {
-	return &subscription{
+func NewSubscription(client goredis.UniversalClient, channels []string, log *slog.Logger, handle func(*goredis.Message)) *Subscription {
+	return &Subscription{
 		client:   client,
 		channels: channels,
 		handle:   handle,
@@ -71,9 +71,9 @@ func newSubscription(client goredis.UniversalClient, channels []string, log *slo
 	}
 }
 
-// waitSubscribed waits until the subscription is first confirmed, or for
+// WaitSubscribed waits until the subscription is first confirmed, or for
 // timeout, and reports whether it is.
-func (s *subscription) waitSubscribed(timeout time.Duration) bool {
+func (s *Subscription) WaitSubscribed(timeout time.Duration) bool {
 	select {
 	case <-s.first:
 		return true
@@ -82,11 +82,11 @@ func (s *subscription) waitSubscribed(timeout time.Duration) bool {
 	}
 }
 
-// start runs the subscription in its own goroutine until close.
-func (s *subscription) start() { go s.run() }
+// Start runs the subscription in its own goroutine until Close.
+func (s *Subscription) Start() { go s.run() }
 
 // Err is nil while the subscription is confirmed, else why it is not.
-func (s *subscription) Err() error {
+func (s *Subscription) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err == nil {
@@ -96,21 +96,21 @@ func (s *subscription) Err() error {
 }
 
 // sinceTime is when the subscription last came up or went down.
-func (s *subscription) sinceTime() time.Time {
+func (s *Subscription) sinceTime() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.since
 }
 
-// failedAttempts is how many attempts to subscribe have failed in the
+// FailedAttempts is how many attempts to subscribe have failed in the
 // current outage (0 while subscribed).
-func (s *subscription) failedAttempts() int {
+func (s *Subscription) FailedAttempts() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.attempts
 }
 
-func (s *subscription) setErr(err error) {
+func (s *Subscription) setErr(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if (s.err == nil) != (err == nil) {
@@ -119,9 +119,9 @@ func (s *subscription) setErr(err error) {
 	s.err = err
 }
 
-// close unsubscribes and waits for the goroutine to end; handle is not called
+// Close unsubscribes and waits for the goroutine to end; handle is not called
 // after it returns. Closing twice is harmless.
-func (s *subscription) close() {
+func (s *Subscription) Close() {
 	s.mu.Lock()
 	if !s.stopped {
 		s.stopped = true
@@ -134,7 +134,7 @@ func (s *subscription) close() {
 	<-s.done
 }
 
-func (s *subscription) run() {
+func (s *Subscription) run() {
 	defer close(s.done)
 	backoff := resubscribeMin
 	subscribed := false
@@ -164,8 +164,8 @@ func (s *subscription) run() {
 			} else if again {
 				s.log.Info("redis subscription restored", "channels", s.channels)
 			}
-			if s.onSubscribed != nil {
-				s.onSubscribed(again)
+			if s.OnSubscribed != nil {
+				s.OnSubscribed(again)
 			}
 			s.firstOnce.Do(func() { close(s.first) })
 		})
@@ -208,7 +208,7 @@ func (s *subscription) run() {
 
 // read takes messages from ps until its connection fails; confirmed is called
 // once every channel's subscription is confirmed.
-func (s *subscription) read(ps *goredis.PubSub, confirmed func()) error {
+func (s *Subscription) read(ps *goredis.PubSub, confirmed func()) error {
 	pinged := false
 	ctx := context.Background()
 	for {

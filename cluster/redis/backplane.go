@@ -16,6 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-rtc/switchboard/broker"
+	"github.com/switchboard-rtc/switchboard/internal/redisclient"
 )
 
 // DefaultNodeTTL is how long a node may go without refreshing its key
@@ -109,13 +110,13 @@ type Backplane struct {
 	ttl     time.Duration
 
 	mu      sync.Mutex
-	subs    map[*subscription]func()            // subscriptions and what cancels them
-	nodes   map[string]int                      // nodes subscribed here, counted
-	local   map[string]map[string]broker.Member // room → peer → member claimed through this backplane
-	pending []release                           // releases Redis refused, tried again each beat
-	alive   map[string]time.Time                // other nodes, when last found alive
-	beatErr error                               // the last heartbeat's failure, nil if it worked
-	beatAt  time.Time                           // the last successful heartbeat
+	subs    map[*redisclient.Subscription]func() // subscriptions and what cancels them
+	nodes   map[string]int                       // nodes subscribed here, counted
+	local   map[string]map[string]broker.Member  // room → peer → member claimed through this backplane
+	pending []release                            // releases Redis refused, tried again each beat
+	alive   map[string]time.Time                 // other nodes, when last found alive
+	beatErr error                                // the last heartbeat's failure, nil if it worked
+	beatAt  time.Time                            // the last successful heartbeat
 	closed  bool
 	started bool
 	waiting map[string]chan struct{} // relays published, by id, whose confirmation is awaited
@@ -165,13 +166,13 @@ func NewBackplane(opts BackplaneOptions) (*Backplane, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	routeClientLog(opts.Logger)
+	redisclient.RouteLog(opts.Logger)
 	bp := &Backplane{
 		opts:    opts,
 		keys:    newKeys(opts.Prefix),
 		log:     opts.Logger.With("backplane", "redis"),
 		ttl:     opts.NodeTTL,
-		subs:    make(map[*subscription]func()),
+		subs:    make(map[*redisclient.Subscription]func()),
 		nodes:   make(map[string]int),
 		local:   make(map[string]map[string]broker.Member),
 		alive:   make(map[string]time.Time),
@@ -190,7 +191,7 @@ func NewBackplane(opts BackplaneOptions) (*Backplane, error) {
 		}
 		bp.client, bp.own = c, true
 	}
-	bp.cluster = isCluster(bp.client)
+	bp.cluster = redisclient.IsCluster(bp.client)
 	bp.events = newPipeQueue(bp.client)
 	bp.events.failed = func(channel string, err error) {
 		bp.log.Warn("publishing a wake failed; its node finds the message at its next wake or resync", "channel", channel, "error", err)
@@ -566,7 +567,7 @@ func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func(
 	all, own := bp.keys.events(), bp.keys.nodeEvents(node)
 	log := bp.log.With("node", node)
 	confirms := make(chan confirmation, 1024)
-	sub := newSubscription(bp.client, []string{all, own}, log, func(msg *goredis.Message) {
+	sub := redisclient.NewSubscription(bp.client, []string{all, own}, log, func(msg *goredis.Message) {
 		if len(msg.Payload) > 0 && msg.Payload[0] == wakeMark {
 			err := readWakes(msg.Payload, func(ev broker.Event) {
 				if msg.Channel != all || ev.Node != node {
@@ -600,7 +601,7 @@ func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func(
 	// Confirmations of this node's relays come on a subscription of their
 	// own, so that a relay published from within fn (the broker flushing a
 	// held message) can be confirmed while fn waits.
-	confirmSub := newSubscription(bp.client, []string{bp.keys.confirms(node)}, log, func(msg *goredis.Message) {
+	confirmSub := redisclient.NewSubscription(bp.client, []string{bp.keys.confirms(node)}, log, func(msg *goredis.Message) {
 		bp.confirmed(msg.Payload)
 	})
 	confirmed := make(chan struct{})
@@ -608,7 +609,7 @@ func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func(
 		defer close(confirmed)
 		bp.confirm(confirms, log)
 	}()
-	sub.onSubscribed = func(again bool) {
+	sub.OnSubscribed = func(again bool) {
 		if again {
 			bp.changed("") // what was missed may have changed any room
 			bp.beatSoon()  // Redis may have restarted: claim the members again
@@ -619,8 +620,8 @@ func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func(
 	var once sync.Once
 	cancel = func() {
 		once.Do(func() {
-			sub.close()
-			confirmSub.close()
+			sub.Close()
+			confirmSub.Close()
 			close(confirms)
 			<-confirmed
 			bp.mu.Lock()
@@ -647,9 +648,9 @@ func (bp *Backplane) Subscribe(node string, fn func(broker.Event)) (cancel func(
 	startLoop := !bp.started && !bp.closed
 	bp.started = bp.started || startLoop
 	bp.mu.Unlock()
-	sub.start()
-	confirmSub.start()
-	if !sub.waitSubscribed(opTimeout) || !confirmSub.waitSubscribed(opTimeout) {
+	sub.Start()
+	confirmSub.Start()
+	if !sub.WaitSubscribed(opTimeout) || !confirmSub.WaitSubscribed(opTimeout) {
 		log.Warn("backplane not subscribed yet; going on, events may be missed until it is", "error", sub.Err())
 	}
 	if first {

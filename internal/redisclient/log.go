@@ -1,4 +1,4 @@
-package redis
+package redisclient
 
 import (
 	"context"
@@ -18,7 +18,7 @@ const clientLogEvery = 30 * time.Second
 
 // clientLog routes go-redis's own log lines (a dial that failed, a cluster
 // slot reloaded) into slog, structured and throttled. go-redis has one
-// logger for the process; the logger last given to routeClientLog gets its lines.
+// logger for the process; the logger last given to RouteLog gets its lines.
 type clientLog struct {
 	log atomic.Pointer[slog.Logger]
 
@@ -36,8 +36,8 @@ var (
 	clientLoggerOnce sync.Once
 )
 
-// routeClientLog makes go-redis log through log from now on.
-func routeClientLog(log *slog.Logger) {
+// RouteLog makes go-redis log through log from now on.
+func RouteLog(log *slog.Logger) {
 	clientLogger.log.Store(log)
 	clientLoggerOnce.Do(func() { goredis.SetLogger(clientLogger) })
 }

@@ -53,7 +53,7 @@ type Event struct {
 
 // Backplane connects the nodes of a cluster: it owns who is in which room
 // and carries events between nodes. Implementations are safe for concurrent
-// use; the Redis one lives in transports/redis.
+// use; the Redis one lives in cluster/redis.
 type Backplane interface {
 	// Claim makes m the holder of its peer id in room, cluster-wide. It
 	// fails with an *Error of CodePeerIDTaken when another session holds it.

@@ -13,7 +13,7 @@ import (
 
 // Store keeps sessions and their mailboxes. Every broker has one: without
 // Options.Store it makes a MemoryStore of its own, and in a cluster the
-// nodes share one (the Redis one lives in transports/redis), so that a
+// nodes share one (the Redis one lives in cluster/redis), so that a
 // session outlives the node it started on: it can resume on another node
 // after its node died, and a long-poll request may land on any node. The
 // store gives each message its seq, and every node delivers into it.

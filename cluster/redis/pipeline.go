@@ -118,8 +118,11 @@ type pipeQueue struct {
 }
 
 // maxAsync is the most publishes that wait in a pipeQueue without their
-// publisher waiting for them; past it, publishers wait again.
-const maxAsync = 4096
+// publisher waiting for them; past it, publishers wait again. It is small
+// (four pipelines' worth): while Redis cannot be reached each pipeline may
+// take pipeOp to fail, and the events whose publishers wait (joins, leaves,
+// moves) queue behind the wakes.
+const maxAsync = 4 * maxPipeline
 
 func newPipeQueue(client goredis.UniversalClient) *pipeQueue {
 	q := &pipeQueue{client: client}

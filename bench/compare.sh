@@ -17,7 +17,8 @@
 # worktree), run beside the current code on the same workloads, so that
 # before-and-after figures come from one run:
 #
-#   switchboard-base, switchboard-longpoll-base
+#   switchboard-base, switchboard-longpoll-base, switchboard-cluster-base,
+#   switchboard-cluster-across-base
 #
 # The servers take turns: for every round and workload each server runs once,
 # one after the other, so that a noisy machine disturbs them all alike. Every
@@ -91,7 +92,7 @@ done
 # The servers, in the order they take turns.
 ALL_SERVERS=(switchboard switchboard-longpoll peerjs barerelay switchboard-cluster switchboard-cluster-across)
 if [[ -n $BASE ]]; then
-	ALL_SERVERS=(switchboard switchboard-base switchboard-longpoll switchboard-longpoll-base peerjs barerelay switchboard-cluster switchboard-cluster-across)
+	ALL_SERVERS=(switchboard switchboard-base switchboard-longpoll switchboard-longpoll-base peerjs barerelay switchboard-cluster switchboard-cluster-base switchboard-cluster-across switchboard-cluster-across-base)
 fi
 read -ra SERVERS <<<"${SERVERS:-${ALL_SERVERS[*]}}"
 read -ra SERVERS <<<"${SERVERS[*]//,/ }"
@@ -238,8 +239,8 @@ fi
 # bench_flags prints the load generator's protocol flags for server $1.
 bench_flags() {
 	case $1 in
-	switchboard | switchboard-base | switchboard-cluster) echo "-protocol switchboard -transport websocket" ;;
-	switchboard-cluster-across) echo "-protocol switchboard -transport websocket -peer-url http://127.0.0.1:$peer_port" ;;
+	switchboard | switchboard-base | switchboard-cluster | switchboard-cluster-base) echo "-protocol switchboard -transport websocket" ;;
+	switchboard-cluster-across | switchboard-cluster-across-base) echo "-protocol switchboard -transport websocket -peer-url http://127.0.0.1:$peer_port" ;;
 	switchboard-longpoll | switchboard-longpoll-base) echo "-protocol switchboard -transport longpoll" ;;
 	peerjs) echo "-protocol peerjs" ;;
 	barerelay) echo "-protocol raw" ;;
@@ -261,12 +262,12 @@ serves() {
 	esac
 }
 
-# start_cluster starts redis-server and two cluster nodes on fresh loopback
-# ports: the first node is srv_pid on port, the second on peer_port; the
+# start_cluster starts redis-server and two cluster nodes of binary $1 on
+# fresh loopback ports: the first node is srv_pid on port, the second on peer_port; the
 # second node and redis-server are extra_pids. It returns once all three
 # accept connections.
 start_cluster() {
-	local redis_port node i pid
+	local bin=$1 redis_port node i pid
 	pick_port
 	redis_port=$port
 	redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
@@ -281,7 +282,7 @@ start_cluster() {
 		pick_port
 		SWITCHBOARD_CLUSTER_REDIS_URL="redis://127.0.0.1:$redis_port/0" \
 			SWITCHBOARD_LIMITS_RATE=-1 SWITCHBOARD_LIMITS_JOIN_RATE=-1 SWITCHBOARD_LOG_LEVEL=warn \
-			"$tmp/switchboard" serve -listen "127.0.0.1:$port" >>"$tmp/server.log" 2>&1 &
+			"$bin" serve -listen "127.0.0.1:$port" >>"$tmp/server.log" 2>&1 &
 		pid=$!
 		if ((node == 2)); then
 			extra_pids+=("$pid")
@@ -304,7 +305,9 @@ start_server() {
 	local name=$1 try i
 	for try in 1 2 3; do
 		if [[ $name == switchboard-cluster* ]]; then
-			if start_cluster; then return 0; fi
+			local bin=$tmp/switchboard
+			if [[ $name == *-base ]]; then bin=$tmp/switchboard-base; fi
+			if start_cluster "$bin"; then return 0; fi
 			log "the cluster did not come up (try $try); its log ends:"
 			tail -n 5 "$tmp/server.log" >&2 || true
 			stop_server

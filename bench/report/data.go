@@ -24,15 +24,23 @@ const (
 	// current code on the same workloads.
 	ServerBase         = "switchboard-base"
 	ServerLongPollBase = "switchboard-longpoll-base"
+	// Two nodes on one redis-server: both peers of a pair on one node, and
+	// each pair across the two; and the same with the base code.
+	ServerCluster           = "switchboard-cluster"
+	ServerClusterAcross     = "switchboard-cluster-across"
+	ServerClusterBase       = "switchboard-cluster-base"
+	ServerClusterAcrossBase = "switchboard-cluster-across-base"
 )
 
 // serverOrder is the order of the servers in every table; servers not
 // named here follow in alphabetical order.
-var serverOrder = []string{ServerSwitchboard, ServerBase, ServerLongPoll, ServerLongPollBase, ServerPeerJS, ServerBareRelay}
+var serverOrder = []string{ServerSwitchboard, ServerBase, ServerLongPoll, ServerLongPollBase, ServerPeerJS, ServerBareRelay,
+	ServerCluster, ServerClusterBase, ServerClusterAcross, ServerClusterAcrossBase}
 
 // baseOf maps each server of the current code to the same server running
 // the base code.
-var baseOf = map[string]string{ServerSwitchboard: ServerBase, ServerLongPoll: ServerLongPollBase}
+var baseOf = map[string]string{ServerSwitchboard: ServerBase, ServerLongPoll: ServerLongPollBase,
+	ServerCluster: ServerClusterBase, ServerClusterAcross: ServerClusterAcrossBase}
 
 // Meta describes the run as a whole: compare.sh writes it as the first line,
 // {"meta":{…}}.

@@ -63,6 +63,14 @@ func serverLabel(d *Data, s string) string {
 		return "Switchboard " + baseName(d) + ", WebSocket"
 	case ServerLongPollBase:
 		return "Switchboard " + baseName(d) + ", long-poll"
+	case ServerCluster:
+		return "Switchboard cluster, one node"
+	case ServerClusterAcross:
+		return "Switchboard cluster, across nodes"
+	case ServerClusterBase:
+		return "Switchboard " + baseName(d) + " cluster, one node"
+	case ServerClusterAcrossBase:
+		return "Switchboard " + baseName(d) + " cluster, across nodes"
 	}
 	return s
 }
